@@ -1,0 +1,766 @@
+/**
+ * @file fhmap.h
+ * @brief libfhmap: persistent file handles for union (overlay) filesystems.
+ *
+ * libfhmap gives every object of a union filesystem a stable 64-bit object
+ * number and a 32-bit generation, encodes them into small signed handles
+ * that fit NFSv2/v3/v4, and keeps a durable map from origin (lower-layer)
+ * objects to their copied-up (upper-layer) versions, all in one LMDB
+ * environment.
+ *
+ * Conventions used by every function in this header:
+ * - Functions return 0 on success or a negative errno value on failure.
+ *   They never return an LMDB error code; fhmap_strerror() describes every
+ *   code they return.
+ * - Output parameters come first.
+ * - The library never prints and never aborts on bad input. Diagnostics go
+ *   to the optional log callback given to fhmap_open().
+ * - Thread safety: one ::fhmap may be used by many threads at once. Reads
+ *   (lookups, fhmap_get(), fhmap_decode(), fhmap_encode()) run in parallel
+ *   and never wait for each other; writes are serialized by LMDB's writer
+ *   lock, also across processes. A batch (fhmap_batch_begin()) belongs to
+ *   the thread that began it.
+ */
+#ifndef FHMAP_FHMAP_H
+#define FHMAP_FHMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @cond INTERNAL */
+#if defined(FHMAP_BUILDING) && defined(__GNUC__)
+#define FHMAP_EXTERN __attribute__((visibility("default")))
+#else
+#define FHMAP_EXTERN
+#endif
+/** @endcond */
+
+/** Major version of the library (changes on ABI breaks). */
+#define FHMAP_VERSION_MAJOR 0
+/** Minor version of the library (changes when API is added). */
+#define FHMAP_VERSION_MINOR 1
+/** Patch version of the library. */
+#define FHMAP_VERSION_PATCH 0
+
+/** On-disk format version written by this library. */
+#define FHMAP_FORMAT_VERSION 1
+
+/** Object number of the union's root directory (also FUSE_ROOT_ID). */
+#define FHMAP_ROOT_INO 1
+
+/** Largest real (underlying filesystem) handle, as MAX_HANDLE_SZ. */
+#define FHMAP_REALFH_MAX 128
+
+/** Longest name of a directory entry, as NAME_MAX. */
+#define FHMAP_NAME_MAX 255
+
+/** Longest layer root path, including the terminating NUL. */
+#define FHMAP_PATH_MAX 4096
+
+/** Size of a non-connectable signed handle in bytes (fits NFSv2's 32). */
+#define FHMAP_FH_SIZE 28
+/** Size of a connectable signed handle in bytes (fits knfsd NFSv3's 56). */
+#define FHMAP_FH_SIZE_CONNECTABLE 40
+/** Largest handle fhmap_encode() produces. */
+#define FHMAP_FH_MAX FHMAP_FH_SIZE_CONNECTABLE
+
+/**
+ * @brief An open handle map. Opaque; create with fhmap_open(), release with
+ * fhmap_close().
+ */
+typedef struct fhmap fhmap;
+
+/**
+ * @brief Returns the library version as "MAJOR.MINOR.PATCH".
+ * @return A static string; never NULL. Thread-safe.
+ */
+FHMAP_EXTERN const char *fhmap_version(void);
+
+/**
+ * @brief Describes an error code returned by any libfhmap function.
+ *
+ * The text is specific to the meaning libfhmap gives the code (for example
+ * -EBADMSG is "handle authentication failed: forged or damaged handle").
+ * @param err A return value of a libfhmap function (negative errno or 0).
+ * @return A static string; never NULL. Thread-safe.
+ */
+FHMAP_EXTERN const char *fhmap_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/** @name Opening and closing
+ * @{ */
+
+/** Durability of committed updates. */
+typedef enum fhmap_sync_mode {
+	/** Every committed update survives power loss (two fsyncs a commit). */
+	FHMAP_SYNC_FULL = 0,
+	/** One fsync a commit; a system crash may undo the last commit but
+	 *  never corrupts the map. fhmap_sync() makes everything durable. */
+	FHMAP_SYNC_LAZY = 1
+} fhmap_sync_mode;
+
+/** Create the map if it does not exist (a directory holding the LMDB files). */
+#define FHMAP_OPEN_CREATE 0x1u
+/** Open read-only: every update returns -EROFS. Other processes may write. */
+#define FHMAP_OPEN_RDONLY 0x2u
+
+/** Log levels passed to ::fhmap_log_fn. */
+typedef enum fhmap_log_level {
+	FHMAP_LOG_ERROR = 0, /**< an operation failed for a reason the caller
+	                          may not see in the return code alone */
+	FHMAP_LOG_WARN = 1,  /**< something needs attention (pending copy-ups) */
+	FHMAP_LOG_INFO = 2,  /**< notable events (map grown, created) */
+	FHMAP_LOG_DEBUG = 3  /**< details */
+} fhmap_log_level;
+
+/**
+ * @brief Log callback. May be called from any thread using the map, with
+ * no libfhmap lock held; it must not call back into the same map.
+ * @param ctx The log_ctx given in ::fhmap_open_options.
+ * @param level Severity.
+ * @param msg A NUL-terminated message without trailing newline, valid only
+ *            during the call.
+ */
+typedef void (*fhmap_log_fn)(void *ctx, fhmap_log_level level, const char *msg);
+
+/** Current version of ::fhmap_open_options. */
+#define FHMAP_OPEN_OPTIONS_VERSION 1
+
+/** Options for fhmap_open(). Zero means default for every field. */
+typedef struct fhmap_open_options {
+	unsigned int version;    /**< must be ::FHMAP_OPEN_OPTIONS_VERSION */
+	unsigned int flags;      /**< FHMAP_OPEN_CREATE, FHMAP_OPEN_RDONLY */
+	fhmap_sync_mode sync;    /**< durability; default ::FHMAP_SYNC_FULL */
+	uint64_t map_size;       /**< initial LMDB map size in bytes; default
+	                              64 MiB. The map grows by itself. */
+	uint64_t max_map_size;   /**< growth limit; 0 = 1 TiB. When reached,
+	                              updates fail with -ENOSPC. */
+	unsigned int max_readers;/**< LMDB reader slots shared by all processes;
+	                              default 126 */
+	fhmap_log_fn log;        /**< optional log callback */
+	void *log_ctx;           /**< passed to @c log */
+} fhmap_open_options;
+
+/** Initialiser for ::fhmap_open_options with all defaults. */
+#define FHMAP_OPEN_OPTIONS_INIT { FHMAP_OPEN_OPTIONS_VERSION, 0, FHMAP_SYNC_FULL, 0, 0, 0, 0, 0 }
+
+/**
+ * @brief Opens (and with FHMAP_OPEN_CREATE creates) a handle map.
+ *
+ * All or nothing: on failure nothing is left open and @p *out is NULL.
+ * A newly created map gets a random UUID, a random 128-bit MAC secret and a
+ * random generation base, so handles of a lost or recreated map never
+ * resolve to an object of the new one. Copy-up intents left by a crash are
+ * reported through the log callback; list them with fhmap_copyup_pending().
+ *
+ * @param out Receives the map.
+ * @param path Directory of the map (created with FHMAP_OPEN_CREATE).
+ * @param opts Options, or NULL for defaults.
+ * @return 0, or
+ *   -EINVAL (bad arguments or options version),
+ *   -ENOENT (no map at @p path and no FHMAP_OPEN_CREATE),
+ *   -EMEDIUMTYPE (@p path holds something that is not a libfhmap map),
+ *   -EPROTONOSUPPORT (map written by another, unsupported format version),
+ *   -EUCLEAN (map is damaged), -EACCES, -EROFS (cannot create on a read-only
+ *   filesystem), -ENOSPC, -ENOMEM, -EIO, -EUSERS (no free LMDB reader slot).
+ */
+FHMAP_EXTERN int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts);
+
+/**
+ * @brief Closes a map and frees everything it owns. NULL-safe.
+ *
+ * No other thread may be inside a call on @p map, and no batch or iterator
+ * of it may be open. In lazy sync mode, call fhmap_sync() first to make the
+ * last updates durable.
+ * @param map The map, or NULL.
+ */
+FHMAP_EXTERN void fhmap_close(fhmap *map);
+
+/**
+ * @brief Flushes all committed updates to stable storage.
+ * @param map The map.
+ * @return 0, -EINVAL (NULL map), -EIO, -ENOSPC.
+ */
+FHMAP_EXTERN int fhmap_sync(fhmap *map);
+
+/** Identity and settings of a map. */
+typedef struct fhmap_info {
+	unsigned char uuid[16];    /**< map identity (libuuid) */
+	uint32_t format_version;   /**< on-disk format version */
+	uint32_t gen_base;         /**< first generation handed out */
+	uint64_t created;          /**< creation time, seconds since the epoch */
+	uint64_t next_ino;         /**< next object number to be handed out */
+	int read_only;             /**< opened with FHMAP_OPEN_RDONLY */
+	fhmap_sync_mode sync;      /**< durability mode of this handle */
+} fhmap_info;
+
+/**
+ * @brief Reports the identity of a map. The MAC secret is never exposed.
+ * @param out Receives the information.
+ * @param map The map.
+ * @return 0, -EINVAL, -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_info_get(fhmap_info *out, fhmap *map);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Layers
+ * @{ */
+
+/** Role of a layer (branch) of the union. */
+typedef enum fhmap_layer_role {
+	FHMAP_LAYER_LOWER = 1, /**< read-only origin layer */
+	FHMAP_LAYER_UPPER = 2  /**< writable layer; at most one per map */
+} fhmap_layer_role;
+
+/** A registered layer. */
+typedef struct fhmap_layer {
+	uint32_t id;                /**< stable small id, 1..65535 */
+	fhmap_layer_role role;      /**< lower or upper */
+	unsigned char uuid[16];     /**< identity of the layer (libuuid) */
+	char root[FHMAP_PATH_MAX];  /**< absolute root path, as registered */
+} fhmap_layer;
+
+/**
+ * @brief Registers a layer. Ids are handed out in order (1, 2, ...) and are
+ * never reused; register lower layers topmost first.
+ * @param out_id Receives the layer id (may be NULL).
+ * @param map The map.
+ * @param role ::FHMAP_LAYER_LOWER or ::FHMAP_LAYER_UPPER.
+ * @param root Absolute path of the layer's root directory. It is recorded as
+ *             given; it need not exist at this moment.
+ * @return 0, -EINVAL (bad role, relative or too long path), -EEXIST (a
+ *   second upper layer, or a root already registered), -ENOSPC (65535
+ *   layers), -EROFS, -EIO.
+ */
+FHMAP_EXTERN int fhmap_layer_add(uint32_t *out_id, fhmap *map, fhmap_layer_role role, const char *root);
+
+/**
+ * @brief Reads one layer.
+ * @param out Receives the layer.
+ * @param map The map.
+ * @param id Layer id.
+ * @return 0, -EINVAL, -ENXIO (no such layer), -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_layer_get(fhmap_layer *out, fhmap *map, uint32_t id);
+
+/**
+ * @brief Lists the layers in id order.
+ * @param out Array receiving up to @p cap layers (may be NULL if cap is 0).
+ * @param cap Capacity of @p out.
+ * @param count Receives the total number of layers, which may exceed @p cap.
+ * @param map The map.
+ * @return 0, -EINVAL, -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_layer_list(fhmap_layer *out, size_t cap, size_t *count, fhmap *map);
+
+/**
+ * @brief Changes the recorded root of a layer (the layer was moved or
+ * copied; see fhmapctl rebase). Real handles are not touched.
+ * @param map The map.
+ * @param id Layer id.
+ * @param root New absolute root path.
+ * @return 0, -EINVAL, -ENXIO, -EEXIST (root used by another layer), -EROFS,
+ *   -EIO.
+ */
+FHMAP_EXTERN int fhmap_layer_set_root(fhmap *map, uint32_t id, const char *root);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Real handles (of the underlying filesystems)
+ * @{ */
+
+/** A handle of the underlying filesystem of one layer (name_to_handle_at). */
+typedef struct fhmap_realfh {
+	uint32_t layer;                      /**< layer id */
+	int32_t type;                        /**< handle_type */
+	uint32_t len;                        /**< handle_bytes, 1..128 */
+	unsigned char data[FHMAP_REALFH_MAX];/**< f_handle */
+} fhmap_realfh;
+
+/**
+ * @brief Takes the real handle of a path on a layer (name_to_handle_at,
+ * symlinks not followed).
+ * @param out Receives the handle, tagged with @p layer.
+ * @param map The map (to find the layer root).
+ * @param layer Layer id.
+ * @param path Path relative to the layer root ("" or "." for the root), or
+ *             an absolute path inside the layer.
+ * @return 0, -EINVAL, -ENXIO (unknown layer), -EOPNOTSUPP (the filesystem
+ *   cannot export handles), -ENAMETOOLONG, or the errno of
+ *   name_to_handle_at (-ENOENT, -EACCES, ...).
+ */
+FHMAP_EXTERN int fhmap_realfh_from_path(fhmap_realfh *out, fhmap *map, uint32_t layer, const char *path);
+
+/**
+ * @brief Takes the real handle of @p name in directory @p dirfd
+ * (name_to_handle_at with AT_SYMLINK_NOFOLLOW; an empty @p name means
+ * @p dirfd itself). Needs no map: useful in a FUSE daemon's lookup path.
+ * @param out Receives the handle, tagged with @p layer.
+ * @param layer Layer id to record in @p out.
+ * @param dirfd Directory file descriptor (or AT_FDCWD).
+ * @param name Entry name or path relative to @p dirfd, or "".
+ * @return 0, -EINVAL, -EOPNOTSUPP, or the errno of name_to_handle_at.
+ */
+FHMAP_EXTERN int fhmap_realfh_at(fhmap_realfh *out, uint32_t layer, int dirfd, const char *name);
+
+/**
+ * @brief Opens a real handle on its layer (open_by_handle_at against the
+ * layer root). Needs CAP_DAC_READ_SEARCH.
+ * @param out_fd Receives the new file descriptor (O_CLOEXEC is added).
+ * @param map The map.
+ * @param fh The real handle.
+ * @param flags open(2) flags (O_RDONLY, O_PATH, ...).
+ * @return 0, -EINVAL, -ENXIO (unknown layer), -ESTALE (the object is gone
+ *   from the layer or the layer was replaced), -EPERM (no
+ *   CAP_DAC_READ_SEARCH), or another errno of open/open_by_handle_at.
+ */
+FHMAP_EXTERN int fhmap_open_real(int *out_fd, fhmap *map, const fhmap_realfh *fh, int flags);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Objects
+ * @{ */
+
+/** Where an object is in its life. */
+typedef enum fhmap_state {
+	FHMAP_STATE_ORIGIN = 1,   /**< lives on a lower layer only */
+	FHMAP_STATE_COPYUP = 2,   /**< copy-up intent recorded, not committed */
+	FHMAP_STATE_UPPER = 3,    /**< lives on the upper layer (copied up or
+	                               born there) */
+	FHMAP_STATE_UNLINKED = 4  /**< forgotten; its handles decode to -ESTALE */
+} fhmap_state;
+
+/** The record of one object. */
+typedef struct fhmap_object {
+	uint64_t ino;            /**< object number: st_ino and FUSE nodeid */
+	uint32_t gen;            /**< generation */
+	uint32_t type;           /**< file type, one of the S_IF* values */
+	fhmap_state state;       /**< life-cycle state */
+	int has_origin;          /**< @c origin is valid */
+	int has_upper;           /**< @c upper is valid */
+	fhmap_realfh origin;     /**< origin (lower) real handle */
+	fhmap_realfh upper;      /**< upper real handle */
+	uint64_t parent;         /**< parent object of the primary link; 0 for
+	                              the root */
+	char name[FHMAP_NAME_MAX + 1]; /**< name of the primary link */
+} fhmap_object;
+
+/**
+ * @brief Gets or creates the object of an origin (lower-layer) real handle.
+ *
+ * Binding the same lower inode again (another hardlink, another lookup, a
+ * later run of the daemon) returns the same object; the name hint is kept
+ * from the first bind. An object number is never reused. With
+ * @p parent == 0 the object is the union root and gets ::FHMAP_ROOT_INO.
+ *
+ * @param out Receives the object number.
+ * @param map The map.
+ * @param origin Real handle on a lower layer.
+ * @param parent Parent directory object (0 for the root).
+ * @param name Name of the entry in @p parent ("" for the root).
+ * @param type File type (S_IFREG, S_IFDIR, ...).
+ * @return 0, -EINVAL (bad name, type or handle; the handle is bound to an
+ *   object of another type), -ENAMETOOLONG, -ENXIO (unknown layer or not a
+ *   lower layer), -ENOENT (@p parent unknown), -ENOTDIR (@p parent not a
+ *   directory), -ESTALE (@p parent unlinked), -EEXIST (root already bound
+ *   to another handle), -EROFS, -ENOSPC, -EAGAIN (inside a batch: see
+ *   fhmap_batch_begin()), -EIO.
+ */
+FHMAP_EXTERN int fhmap_bind(uint64_t *out, fhmap *map, const fhmap_realfh *origin,
+                            uint64_t parent, const char *name, uint32_t type);
+
+/**
+ * @brief Gets or creates an object born on the upper layer (no origin).
+ * Same rules as fhmap_bind(), keyed by the upper real handle.
+ * @param out Receives the object number.
+ * @param map The map.
+ * @param upper Real handle on the upper layer.
+ * @param parent Parent directory object (0 for the root).
+ * @param name Name of the entry in @p parent.
+ * @param type File type (S_IF*).
+ * @return As fhmap_bind(); -ENXIO when @p upper is not on the upper layer.
+ */
+FHMAP_EXTERN int fhmap_create_upper(uint64_t *out, fhmap *map, const fhmap_realfh *upper,
+                                    uint64_t parent, const char *name, uint32_t type);
+
+/**
+ * @brief Finds the object of an origin real handle.
+ * @param out Receives the object number.
+ * @param map The map.
+ * @param origin Real handle on a lower layer.
+ * @return 0, -EINVAL, -ENOENT (not bound), -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_lookup_origin(uint64_t *out, fhmap *map, const fhmap_realfh *origin);
+
+/**
+ * @brief Finds the object of an upper real handle.
+ * @param out Receives the object number.
+ * @param map The map.
+ * @param upper Real handle on the upper layer.
+ * @return 0, -EINVAL, -ENOENT (not mapped), -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_lookup_upper(uint64_t *out, fhmap *map, const fhmap_realfh *upper);
+
+/**
+ * @brief Reads the record of an object, including forgotten (unlinked)
+ * ones, which are kept as tombstones until fhmap_purge().
+ * @param out Receives the record.
+ * @param map The map.
+ * @param ino Object number.
+ * @return 0, -EINVAL, -ENOENT (no such object), -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_get(fhmap_object *out, fhmap *map, uint64_t ino);
+
+/**
+ * @brief Moves the primary link of an object (rename). A directory rename is
+ * this single update: paths of everything below follow.
+ * @param map The map.
+ * @param ino Object to move.
+ * @param new_parent New parent directory object.
+ * @param new_name New name.
+ * @return 0, -EINVAL (bad name, the root, or @p new_parent is @p ino or
+ *   below it), -ENAMETOOLONG, -ENOENT, -ENOTDIR, -ESTALE (object or parent
+ *   unlinked), -EROFS, -ENOSPC, -EAGAIN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_rename(fhmap *map, uint64_t ino, uint64_t new_parent, const char *new_name);
+
+/**
+ * @brief Forgets an object whose last link is gone: it becomes a tombstone,
+ * its generation is bumped and its index entries and copy-up intent are
+ * dropped, so every handle of it decodes to -ESTALE from then on.
+ * @param map The map.
+ * @param ino Object number.
+ * @return 0, -EINVAL (the root), -ENOENT, -ESTALE (already unlinked),
+ *   -EROFS, -ENOSPC, -EAGAIN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_unlink(fhmap *map, uint64_t ino);
+
+/**
+ * @brief Deletes the tombstone of an unlinked object. Its handles keep
+ * decoding to -ESTALE (unknown object); its number is still never reused.
+ * @param map The map.
+ * @param ino Object number.
+ * @return 0, -EINVAL, -ENOENT, -EBUSY (object not unlinked), -EROFS, -EIO.
+ */
+FHMAP_EXTERN int fhmap_purge(fhmap *map, uint64_t ino);
+
+/**
+ * @brief Gives an object a new generation: all its existing handles decode
+ * to -ESTALE (for example when a name is reused for a new file that keeps
+ * the object).
+ * @param out_gen Receives the new generation (may be NULL).
+ * @param map The map.
+ * @param ino Object number.
+ * @return 0, -EINVAL, -ENOENT, -ESTALE (unlinked), -EROFS, -ENOSPC,
+ *   -EAGAIN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_gen_bump(uint32_t *out_gen, fhmap *map, uint64_t ino);
+
+/**
+ * @brief Rebuilds the path of an object from the union root by walking the
+ * name hints ("/" for the root).
+ * @param out Buffer for the path.
+ * @param size Size of @p out.
+ * @param map The map.
+ * @param ino Object number.
+ * @return 0, -EINVAL, -ENOENT (object or an ancestor unknown), -ESTALE (an
+ *   ancestor is unlinked), -ERANGE (@p out too small), -ELOOP (hints form a
+ *   cycle), -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_path(char *out, size_t size, fhmap *map, uint64_t ino);
+
+/**
+ * @brief Replaces the real handles and name hint of an object (repair
+ * tools: a layer was copied, an index entry was lost). Index entries follow.
+ * @param map The map.
+ * @param obj The record; @c ino selects the object. @c gen, @c state and
+ *            @c type are kept from the stored record except that
+ *            @c has_upper on a ::FHMAP_STATE_ORIGIN object makes it
+ *            ::FHMAP_STATE_UPPER.
+ * @return 0, -EINVAL, -ENOENT, -ESTALE, -EEXIST (a handle is mapped to
+ *   another object), -ENXIO, -EROFS, -ENOSPC, -EAGAIN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_object_update(fhmap *map, const fhmap_object *obj);
+
+/** An iterator over objects in number order. */
+typedef struct fhmap_iter fhmap_iter;
+
+/**
+ * @brief Starts iterating over all objects (tombstones included) from
+ * object number @p start. The iterator holds no transaction between calls:
+ * it sees updates made meanwhile, and the caller may update the map while
+ * iterating.
+ * @param out Receives the iterator; free it with fhmap_iter_free().
+ * @param map The map.
+ * @param start First object number to return (0 for all).
+ * @return 0, -EINVAL, -ENOMEM.
+ */
+FHMAP_EXTERN int fhmap_iter_new(fhmap_iter **out, fhmap *map, uint64_t start);
+
+/**
+ * @brief Returns the next object.
+ * @param out Receives the record.
+ * @param it The iterator.
+ * @return 0, -ENOENT (no more objects), -EINVAL, -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_iter_next(fhmap_object *out, fhmap_iter *it);
+
+/**
+ * @brief Frees an iterator. NULL-safe.
+ * @param it The iterator, or NULL.
+ */
+FHMAP_EXTERN void fhmap_iter_free(fhmap_iter *it);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Copy-up (two steps, crash-safe)
+ * @{ */
+
+/**
+ * @brief Records the intent to copy an object up, before the upper file is
+ * created. If the process dies before fhmap_copyup_commit(), the intent is
+ * reported at the next fhmap_open() and by fhmap_copyup_pending().
+ * @param map The map.
+ * @param ino Object number (state ::FHMAP_STATE_ORIGIN).
+ * @param upper_layer Upper layer id.
+ * @return 0, -EINVAL, -ENOENT, -ESTALE (unlinked), -EEXIST (already lives
+ *   on the upper layer), -EBUSY (an intent is already pending), -ENXIO
+ *   (not the upper layer), -EROFS, -ENOSPC, -EAGAIN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_copyup_begin(fhmap *map, uint64_t ino, uint32_t upper_layer);
+
+/**
+ * @brief Commits a copy-up once the upper file is in place: records the
+ * upper real handle (redirect) and indexes it.
+ * @param map The map.
+ * @param ino Object number (state ::FHMAP_STATE_COPYUP).
+ * @param upper Real handle of the new upper file.
+ * @return 0, -EINVAL (no pending intent, bad handle), -ENOENT, -ESTALE,
+ *   -ENXIO (handle not on the intent's layer), -EEXIST (the handle is
+ *   mapped to another object), -EROFS, -ENOSPC, -EAGAIN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_copyup_commit(fhmap *map, uint64_t ino, const fhmap_realfh *upper);
+
+/**
+ * @brief Drops a pending copy-up intent; the object lives on its origin.
+ * @param map The map.
+ * @param ino Object number.
+ * @return 0, -EINVAL (no pending intent), -ENOENT, -EROFS, -EAGAIN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_copyup_abort(fhmap *map, uint64_t ino);
+
+/** A pending copy-up intent. */
+typedef struct fhmap_copyup_intent {
+	uint64_t ino;         /**< object being copied up */
+	uint32_t upper_layer; /**< target layer */
+	uint32_t pid;         /**< process that recorded it */
+	uint64_t started;     /**< time recorded, seconds since the epoch */
+} fhmap_copyup_intent;
+
+/**
+ * @brief Lists pending copy-up intents in object order.
+ * @param out Array receiving up to @p cap intents (may be NULL if cap is 0).
+ * @param cap Capacity of @p out.
+ * @param count Receives the total number pending, which may exceed @p cap.
+ * @param map The map.
+ * @return 0, -EINVAL, -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_copyup_pending(fhmap_copyup_intent *out, size_t cap, size_t *count, fhmap *map);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Handles (what NFS clients hold)
+ *
+ * Layout, little-endian, in 4-byte words (docs/handle-format.md):
+ * word 0 = version, type byte, length in words, 0; word 1 = map tag;
+ * words 2-3 = object number; word 4 = generation; [words 5-6 = parent
+ * object, word 7 = parent generation]; last two words = SipHash-2-4 MAC.
+ * @{ */
+
+/** Include the parent (connectable handle, like exportfs connectable). */
+#define FHMAP_FH_CONNECTABLE 0x1u
+/** Encode without MAC (8 bytes shorter); decode refuses such handles unless
+ *  given ::FHMAP_FH_ALLOW_UNSIGNED. */
+#define FHMAP_FH_UNSIGNED 0x2u
+/** Decode: accept handles encoded with ::FHMAP_FH_UNSIGNED. */
+#define FHMAP_FH_ALLOW_UNSIGNED 0x4u
+/** Decode: resolve the parent of a connectable handle instead of the object
+ *  (like exportfs fh_to_parent). */
+#define FHMAP_FH_PARENT 0x8u
+
+/** First handle type byte; the low two bits carry CONNECTABLE/UNSIGNED. */
+#define FHMAP_FH_TYPE_BASE 0xE0
+
+/** Why a handle was accepted or rejected, most specific first. */
+typedef enum fhmap_fh_status {
+	FHMAP_FH_OK = 0,          /**< decoded */
+	FHMAP_FH_TRUNCATED,       /**< shorter than its type needs (-EINVAL) */
+	FHMAP_FH_MALFORMED,       /**< bad type, length word, reserved byte or
+	                               non-zero padding (-EINVAL) */
+	FHMAP_FH_BAD_VERSION,     /**< unknown handle version (-EINVAL) */
+	FHMAP_FH_FOREIGN,         /**< made by another map (-ESTALE) */
+	FHMAP_FH_UNSIGNED_REFUSED,/**< no MAC and not allowed (-EBADMSG) */
+	FHMAP_FH_BAD_MAC,         /**< MAC mismatch: forged or damaged
+	                               (-EBADMSG) */
+	FHMAP_FH_NO_PARENT,       /**< FHMAP_FH_PARENT on a non-connectable
+	                               handle (-EINVAL) */
+	FHMAP_FH_UNKNOWN,         /**< object number not in the map (-ESTALE) */
+	FHMAP_FH_FORGOTTEN,       /**< object was unlinked (-ESTALE) */
+	FHMAP_FH_STALE_GEN        /**< generation mismatch (-ESTALE) */
+} fhmap_fh_status;
+
+/**
+ * @brief Names a handle status ("bad MAC", "stale generation", ...).
+ * @param status A ::fhmap_fh_status.
+ * @return A static string; never NULL. Thread-safe.
+ */
+FHMAP_EXTERN const char *fhmap_fh_status_str(fhmap_fh_status status);
+
+/**
+ * @brief Encodes the handle of an object.
+ * @param out Buffer for the handle (at most ::FHMAP_FH_MAX bytes).
+ * @param len In: size of @p out. Out: bytes written, a multiple of 4
+ *            (::FHMAP_FH_SIZE, ::FHMAP_FH_SIZE_CONNECTABLE, or 8 less when
+ *            unsigned), or the size needed on -EOVERFLOW.
+ * @param map The map.
+ * @param ino Object number.
+ * @param parent With ::FHMAP_FH_CONNECTABLE: the parent directory object,
+ *               or 0 for the object's primary parent. Ignored otherwise.
+ * @param flags ::FHMAP_FH_CONNECTABLE, ::FHMAP_FH_UNSIGNED.
+ * @return 0, -EINVAL (bad flags, connectable handle of the root),
+ *   -EOVERFLOW (@p out too small), -ENOENT (unknown object or parent),
+ *   -ESTALE (object or parent unlinked), -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_encode(void *out, size_t *len, fhmap *map, uint64_t ino,
+                              uint64_t parent, unsigned int flags);
+
+/** Result of fhmap_decode(). */
+typedef struct fhmap_decoded {
+	fhmap_fh_status status; /**< why it was accepted or rejected */
+	uint64_t ino;           /**< object (or parent, with FHMAP_FH_PARENT) */
+	uint32_t gen;           /**< its generation */
+	uint32_t type;          /**< its file type (S_IF*) */
+	fhmap_state state;      /**< its state */
+	int connectable;        /**< the handle carried a parent */
+	uint64_t parent;        /**< parent object carried by the handle */
+	uint32_t parent_gen;    /**< parent generation carried by the handle */
+	fhmap_realfh real;      /**< where it lives now: the upper real handle
+	                             if it was copied up, else the origin */
+} fhmap_decoded;
+
+/**
+ * @brief Decodes a handle and resolves the object it names.
+ *
+ * Accepts trailing zero padding. Never resolves to an object other than the
+ * one encoded. Checks are made in this order: length and type, version, map
+ * tag, MAC (constant time), object, generation. @c out->status says exactly
+ * why a handle was rejected; fields other than status are valid only on 0.
+ *
+ * @param out Receives the result (status is set on every return but -EINVAL
+ *            for NULL arguments).
+ * @param map The map.
+ * @param fh The handle bytes.
+ * @param len Their length.
+ * @param flags ::FHMAP_FH_ALLOW_UNSIGNED, ::FHMAP_FH_PARENT.
+ * @return 0; -EINVAL (truncated, malformed, unknown version, parent asked of
+ *   a non-connectable handle); -EBADMSG (bad MAC, or unsigned and not
+ *   allowed); -ESTALE (foreign map, unknown object, unlinked, generation
+ *   mismatch); -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_decode(fhmap_decoded *out, fhmap *map, const void *fh, size_t len,
+                              unsigned int flags);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Batches (many updates, one commit)
+ * @{ */
+
+/**
+ * @brief Starts a batch: until fhmap_batch_commit() or fhmap_batch_abort(),
+ * every update this thread makes on @p map goes into one LMDB write
+ * transaction, and this thread's reads see them. Other writers (threads or
+ * processes) wait until the batch ends; readers do not.
+ *
+ * An update that fails with a validation error (-EINVAL, -ENOENT, ...)
+ * changes nothing and the batch goes on. If the map must grow during a
+ * batch, the batch is rolled back: that update and every later call until
+ * fhmap_batch_abort() return -EAGAIN, and the caller redoes the batch (the
+ * map has grown by then). Keep batches to a few thousand updates.
+ *
+ * @param map The map.
+ * @return 0, -EINVAL, -EBUSY (this thread already has a batch), -EROFS,
+ *   -ENOSPC, -EIO.
+ */
+FHMAP_EXTERN int fhmap_batch_begin(fhmap *map);
+
+/**
+ * @brief Commits the batch of this thread (durably in full sync mode).
+ * @param map The map.
+ * @return 0, -EINVAL (no batch), -EAGAIN (rolled back, see
+ *   fhmap_batch_begin(); the batch is ended), -ENOSPC, -EIO. On failure
+ *   nothing of the batch is committed and the batch is ended.
+ */
+FHMAP_EXTERN int fhmap_batch_commit(fhmap *map);
+
+/**
+ * @brief Discards the batch of this thread. Nothing of it is committed.
+ * @param map The map.
+ * @return 0, -EINVAL (no batch).
+ */
+FHMAP_EXTERN int fhmap_batch_abort(fhmap *map);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Statistics
+ * @{ */
+
+/** Counts and storage figures of a map. */
+typedef struct fhmap_map_stats {
+	uint64_t objects;        /**< object records, tombstones included */
+	uint64_t origin_only;    /**< objects in ::FHMAP_STATE_ORIGIN */
+	uint64_t copying;        /**< objects in ::FHMAP_STATE_COPYUP */
+	uint64_t upper;          /**< objects in ::FHMAP_STATE_UPPER */
+	uint64_t unlinked;       /**< tombstones */
+	uint64_t origin_entries; /**< origin index entries */
+	uint64_t upper_entries;  /**< upper index entries */
+	uint64_t pending;        /**< pending copy-up intents */
+	uint32_t layers;         /**< registered layers */
+	uint32_t page_size;      /**< LMDB page size */
+	uint64_t map_size;       /**< current LMDB map size in bytes */
+	uint64_t used_bytes;     /**< bytes of the map in use (last page) */
+	uint64_t branch_pages;   /**< B-tree branch pages, all tables */
+	uint64_t leaf_pages;     /**< B-tree leaf pages, all tables */
+	uint64_t overflow_pages; /**< overflow pages, all tables */
+	uint32_t depth;          /**< deepest B-tree */
+	uint32_t max_readers;    /**< reader slots */
+	uint32_t readers;        /**< reader slots in use (all processes) */
+} fhmap_map_stats;
+
+/**
+ * @brief Counts objects by state and reports LMDB storage figures. Walks
+ * all objects: O(n).
+ * @param out Receives the figures.
+ * @param map The map.
+ * @return 0, -EINVAL, -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_stats(fhmap_map_stats *out, fhmap *map);
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FHMAP_FHMAP_H */
