@@ -187,6 +187,18 @@ FHMAP_EXTERN void fhmap_close(fhmap *map);
  */
 FHMAP_EXTERN int fhmap_sync(fhmap *map);
 
+/**
+ * @brief Writes a consistent, compacted copy of the map to a new map
+ * directory while the map stays in use (readers and writers go on). The
+ * copy keeps the identity, secret and every object, so handles encoded by
+ * the original decode with the copy.
+ * @param map The map.
+ * @param dest_dir Directory to create; it must not exist yet.
+ * @return 0, -EINVAL, -EEXIST (@p dest_dir exists), -ENOSPC, -EACCES,
+ *   -EIO. On failure @p dest_dir is removed again.
+ */
+FHMAP_EXTERN int fhmap_backup(fhmap *map, const char *dest_dir);
+
 /** Identity and settings of a map. */
 typedef struct fhmap_info {
 	unsigned char uuid[16];    /**< map identity (libuuid) */
@@ -490,6 +502,42 @@ FHMAP_EXTERN int fhmap_path(char *out, size_t size, fhmap *map, uint64_t ino);
  */
 FHMAP_EXTERN int fhmap_object_update(fhmap *map, const fhmap_object *obj);
 
+/** The two indexes from real handles to objects. */
+typedef enum fhmap_index {
+	FHMAP_INDEX_ORIGIN = 1, /**< origin (lower) real handle -> object */
+	FHMAP_INDEX_UPPER = 2   /**< upper real handle -> object */
+} fhmap_index;
+
+/** One index entry. */
+typedef struct fhmap_index_entry {
+	fhmap_realfh fh; /**< the real handle (key) */
+	uint64_t ino;    /**< the object it maps to */
+} fhmap_index_entry;
+
+/**
+ * @brief Returns the index entry that follows @p after in key order (the
+ * first one when @p after is NULL). For consistency checks and repair.
+ * @param out Receives the entry.
+ * @param map The map.
+ * @param index ::FHMAP_INDEX_ORIGIN or ::FHMAP_INDEX_UPPER.
+ * @param after The previous entry's handle, or NULL.
+ * @return 0, -ENOENT (no more entries), -EINVAL, -EUCLEAN (a damaged
+ *   entry), -EIO.
+ */
+FHMAP_EXTERN int fhmap_index_next(fhmap_index_entry *out, fhmap *map, fhmap_index index,
+                                  const fhmap_realfh *after);
+
+/**
+ * @brief Removes a dangling index entry: one whose object is unknown,
+ * unlinked, or does not carry that handle.
+ * @param map The map.
+ * @param index ::FHMAP_INDEX_ORIGIN or ::FHMAP_INDEX_UPPER.
+ * @param fh The real handle (key).
+ * @return 0, -EINVAL, -ENOENT (no such entry), -EBUSY (the entry is valid:
+ *   its object carries this handle), -EROFS, -EAGAIN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_index_remove(fhmap *map, fhmap_index index, const fhmap_realfh *fh);
+
 /** An iterator over objects in number order. */
 typedef struct fhmap_iter fhmap_iter;
 
@@ -662,8 +710,8 @@ typedef struct fhmap_decoded {
  * @brief Decodes a handle and resolves the object it names.
  *
  * Accepts trailing zero padding. Never resolves to an object other than the
- * one encoded. Checks are made in this order: length and type, version, map
- * tag, MAC (constant time), object, generation. @c out->status says exactly
+ * one encoded. Checks are made in this order: version, type and length
+ * (with zero padding), map tag, MAC (constant time), object, generation. @c out->status says exactly
  * why a handle was rejected; fields other than status are valid only on 0.
  *
  * @param out Receives the result (status is set on every return but -EINVAL

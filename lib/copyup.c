@@ -1,0 +1,187 @@
+/* Copy-up in two steps. begin records an intent (pending table + state
+ * COPYUP) before the upper file exists; commit records the upper handle and
+ * indexes it in the same transaction that clears the intent, so a reader
+ * sees either the origin or the finished copy-up, never half of it.
+ * Pending record: u32 layer, u32 pid, u64 time (little-endian). */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fhmap_int.h"
+
+#define PENDING_SIZE 16
+
+struct copyup_args {
+	uint64_t ino;
+	uint32_t layer;
+	const fhmap_realfh *upper;
+};
+
+static int do_begin(fhmap__wtxn *w, void *arg)
+{
+	struct copyup_args *a = arg;
+	unsigned char copy[FHMAP__REC_MAX], key[8], val[PENDING_SIZE];
+	fhmap_layer_role role;
+	fhmap__rec rec;
+	int rc;
+
+	if ((rc = fhmap__obj_load(w->txn, w->m, a->ino, &rec, copy)) != 0)
+		return rc;
+	switch (rec.state) {
+	case FHMAP_STATE_UNLINKED:
+		return -ESTALE;
+	case FHMAP_STATE_UPPER:
+		return -EEXIST;
+	case FHMAP_STATE_COPYUP:
+		return -EBUSY;
+	default:
+		break;
+	}
+	if ((rc = fhmap__layer_role(w->txn, w->m, a->layer, &role)) != 0)
+		return rc;
+	if (role != FHMAP_LAYER_UPPER)
+		return -ENXIO;
+	fhmap__be64(key, a->ino);
+	fhmap__put_le32(val, a->layer);
+	fhmap__put_le32(val + 4, (uint32_t)getpid());
+	fhmap__put_le64(val + 8, (uint64_t)time(NULL));
+	if ((rc = fhmap__put(w, FHMAP__DB_PENDING, key, 8, val, PENDING_SIZE, 0)) != 0)
+		return rc;
+	rec.state = FHMAP_STATE_COPYUP;
+	return fhmap__obj_store(w, a->ino, &rec);
+}
+
+int fhmap_copyup_begin(fhmap *m, uint64_t ino, uint32_t upper_layer)
+{
+	struct copyup_args a = { ino, upper_layer, NULL };
+
+	if (!m || !ino)
+		return -EINVAL;
+	return fhmap__write(m, do_begin, &a);
+}
+
+/* The layer of this object's pending intent. */
+static int pending_layer(MDB_txn *txn, fhmap *m, uint64_t ino, uint32_t *layer)
+{
+	unsigned char key[8];
+	MDB_val v;
+	int rc;
+
+	fhmap__be64(key, ino);
+	if ((rc = fhmap__get(txn, m->dbi[FHMAP__DB_PENDING], key, 8, &v)) != 0)
+		return rc == -ENOENT ? -EUCLEAN : rc; /* state says pending */
+	if (v.mv_size != PENDING_SIZE)
+		return -EUCLEAN;
+	*layer = fhmap__get_le32(v.mv_data);
+	return 0;
+}
+
+static int do_commit(fhmap__wtxn *w, void *arg)
+{
+	struct copyup_args *a = arg;
+	unsigned char copy[FHMAP__REC_MAX], key[FHMAP__IKEY_MAX], val[8];
+	fhmap__rec rec;
+	uint32_t layer;
+	MDB_val v;
+	int rc;
+
+	if ((rc = fhmap__obj_load(w->txn, w->m, a->ino, &rec, copy)) != 0)
+		return rc;
+	if (rec.state == FHMAP_STATE_UNLINKED)
+		return -ESTALE;
+	if (rec.state != FHMAP_STATE_COPYUP)
+		return -EINVAL;
+	if ((rc = pending_layer(w->txn, w->m, a->ino, &layer)) != 0)
+		return rc;
+	if (a->upper->layer != layer)
+		return -ENXIO;
+	fhmap__rfh_view(&rec.upper, a->upper);
+	rc = fhmap__get(w->txn, w->m->dbi[FHMAP__DB_UPPER], key, fhmap__ikey(key, &rec.upper), &v);
+	if (rc == 0)
+		return v.mv_size == 8 && fhmap__get_le64(v.mv_data) == a->ino ? -EUCLEAN : -EEXIST;
+	if (rc != -ENOENT)
+		return rc;
+	fhmap__put_le64(val, a->ino);
+	if ((rc = fhmap__put(w, FHMAP__DB_UPPER, key, fhmap__ikey(key, &rec.upper), val, 8, 0)) != 0)
+		return rc;
+	rec.has_upper = 1;
+	rec.state = FHMAP_STATE_UPPER;
+	if ((rc = fhmap__obj_store(w, a->ino, &rec)) != 0)
+		return rc;
+	fhmap__be64(key, a->ino);
+	return fhmap__del(w, FHMAP__DB_PENDING, key, 8);
+}
+
+int fhmap_copyup_commit(fhmap *m, uint64_t ino, const fhmap_realfh *upper)
+{
+	struct copyup_args a = { ino, 0, upper };
+
+	if (!m || !ino || fhmap__realfh_check(upper))
+		return -EINVAL;
+	return fhmap__write(m, do_commit, &a);
+}
+
+static int do_abort(fhmap__wtxn *w, void *arg)
+{
+	uint64_t ino = *(uint64_t *)arg;
+	unsigned char copy[FHMAP__REC_MAX], key[8];
+	fhmap__rec rec;
+	int rc;
+
+	if ((rc = fhmap__obj_load(w->txn, w->m, ino, &rec, copy)) != 0)
+		return rc;
+	if (rec.state != FHMAP_STATE_COPYUP)
+		return -EINVAL;
+	fhmap__be64(key, ino);
+	if ((rc = fhmap__del(w, FHMAP__DB_PENDING, key, 8)) != 0 && rc != -ENOENT)
+		return rc;
+	rec.state = FHMAP_STATE_ORIGIN;
+	return fhmap__obj_store(w, ino, &rec);
+}
+
+int fhmap_copyup_abort(fhmap *m, uint64_t ino)
+{
+	if (!m || !ino)
+		return -EINVAL;
+	return fhmap__write(m, do_abort, &ino);
+}
+
+int fhmap_copyup_pending(fhmap_copyup_intent *out, size_t cap, size_t *count, fhmap *m)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	fhmap__rtxn r;
+	size_t n = 0;
+	int rc;
+
+	if (!count || !m || (cap && !out))
+		return -EINVAL;
+	*count = 0;
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	if ((rc = fhmap__err(mdb_cursor_open(r.txn, m->dbi[FHMAP__DB_PENDING], &cur))) == 0) {
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			const unsigned char *kp = k.mv_data, *vp = v.mv_data;
+
+			if (k.mv_size != 8 || v.mv_size != PENDING_SIZE) {
+				rc = -EUCLEAN;
+				break;
+			}
+			if (n < cap) {
+				out[n].ino = 0;
+				for (int i = 0; i < 8; i++)
+					out[n].ino = out[n].ino << 8 | kp[i];
+				out[n].upper_layer = fhmap__get_le32(vp);
+				out[n].pid = fhmap__get_le32(vp + 4);
+				out[n].started = fhmap__get_le64(vp + 8);
+			}
+			n++;
+		}
+		mdb_cursor_close(cur);
+		rc = rc == MDB_NOTFOUND ? 0 : fhmap__err(rc);
+	}
+	fhmap__read_end(m, &r);
+	*count = n;
+	return rc;
+}

@@ -1,0 +1,158 @@
+/* Internals shared by the files of lib/. Not installed. */
+#ifndef FHMAP_INT_H
+#define FHMAP_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fhmap/fhmap.h"
+
+/* MDB_MAP_FULL inside the library: the writer grows the map and retries.
+ * Never returned to callers. */
+#define FHMAP__EMAPFULL (-100001)
+
+/* Sub-databases of the environment. */
+enum { FHMAP__DB_META, FHMAP__DB_LAYERS, FHMAP__DB_OBJECTS, FHMAP__DB_ORIGIN, FHMAP__DB_UPPER,
+       FHMAP__DB_PENDING, FHMAP__DB_COUNT };
+
+/* A reusable read transaction. Slots sit on their own cache lines so that
+ * readers on different cores do not share one. */
+typedef struct fhmap__rslot {
+	_Alignas(64) atomic_int busy;
+	MDB_txn *txn;
+} fhmap__rslot;
+
+struct fhmap {
+	MDB_env *env;
+	MDB_dbi dbi[FHMAP__DB_COUNT];
+	int read_only;
+	fhmap_sync_mode sync;
+	uint64_t max_map_size;
+	unsigned char uuid[16];
+	uint64_t key[2];          /* SipHash key: the map's MAC secret */
+	uint32_t tag;             /* map tag carried by handles */
+	pthread_rwlock_t resize_lock; /* shared by transactions, exclusive for mapsize changes */
+	fhmap__rslot *slots;
+	unsigned int nslots;
+	pthread_mutex_t fd_lock;  /* guards the layer root fd cache */
+	int *layer_fds;
+	size_t nlayer_fds;
+	fhmap_log_fn log;
+	void *log_ctx;
+};
+
+/* ---- errors.c ---- */
+int fhmap__err(int mdb_rc);
+void fhmap__log(fhmap *m, fhmap_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- store.c: transactions ---- */
+typedef struct fhmap__rtxn {
+	MDB_txn *txn;
+	fhmap__rslot *slot; /* NULL for a batch's or a temporary transaction */
+	int temp;           /* txn was begun for this read only */
+	int locked;         /* holds resize_lock shared */
+} fhmap__rtxn;
+
+int fhmap__read_begin(fhmap *m, fhmap__rtxn *r);
+void fhmap__read_end(fhmap *m, fhmap__rtxn *r);
+
+typedef struct fhmap__wtxn {
+	fhmap *m;
+	MDB_txn *txn;
+	unsigned int writes; /* puts/dels done: a failure after one poisons a batch */
+} fhmap__wtxn;
+
+typedef int (*fhmap__write_fn)(fhmap__wtxn *w, void *arg);
+int fhmap__write(fhmap *m, fhmap__write_fn fn, void *arg);
+
+int fhmap__get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, MDB_val *val);
+int fhmap__put(fhmap__wtxn *w, int db, const void *key, size_t klen, const void *val, size_t vlen,
+               unsigned int flags);
+int fhmap__del(fhmap__wtxn *w, int db, const void *key, size_t klen);
+
+/* ---- store.c: object records ---- */
+typedef struct fhmap__rfh {
+	uint32_t layer;
+	int32_t type;
+	uint32_t len;
+	const unsigned char *data;
+} fhmap__rfh;
+
+typedef struct fhmap__rec {
+	uint32_t gen;
+	uint8_t state;
+	uint32_t type; /* S_IF* */
+	uint64_t parent;
+	int has_origin, has_upper;
+	fhmap__rfh origin, upper;
+	const char *name;
+	size_t name_len;
+} fhmap__rec;
+
+#define FHMAP__REC_MAX (17 + 2 * (7 + FHMAP_REALFH_MAX) + FHMAP_NAME_MAX)
+#define FHMAP__IKEY_MAX (6 + FHMAP_REALFH_MAX)
+
+int fhmap__rec_parse(fhmap__rec *rec, const MDB_val *val);
+size_t fhmap__rec_pack(unsigned char *buf, const fhmap__rec *rec);
+void fhmap__rec_export(fhmap_object *out, uint64_t ino, const fhmap__rec *rec);
+void fhmap__rfh_view(fhmap__rfh *v, const fhmap_realfh *fh);
+void fhmap__rfh_copy(fhmap_realfh *out, const fhmap__rfh *v);
+size_t fhmap__ikey(unsigned char *key, const fhmap__rfh *fh);
+
+/* Loads a record; with @copy (FHMAP__REC_MAX bytes) the view points there. */
+int fhmap__obj_load(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy);
+int fhmap__obj_store(fhmap__wtxn *w, uint64_t ino, const fhmap__rec *rec);
+int fhmap__realfh_check(const fhmap_realfh *fh);
+int fhmap__name_check(const char *name);
+int fhmap__type_check(uint32_t type);
+
+static inline void fhmap__be64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+static inline uint64_t fhmap__get_le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static inline uint32_t fhmap__get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void fhmap__put_le64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+static inline void fhmap__put_le32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+/* ---- gen.c: object numbers and generations ---- */
+int fhmap__meta_init(fhmap__wtxn *w);
+int fhmap__alloc_ino(fhmap__wtxn *w, uint64_t *ino);
+int fhmap__alloc_gen(fhmap__wtxn *w, uint32_t *gen);
+int fhmap__meta_u64(MDB_txn *txn, fhmap *m, const char *key, uint64_t *out);
+
+/* ---- layers.c ---- */
+int fhmap__layer_role(MDB_txn *txn, fhmap *m, uint32_t id, fhmap_layer_role *role);
+int fhmap__layer_fd(fhmap *m, uint32_t id, int *fd);
+void fhmap__layer_fds_close(fhmap *m);
+
+/* ---- siphash.c ---- */
+uint64_t fhmap__siphash24(const uint64_t key[2], const void *data, size_t len);
+
+#endif

@@ -1,0 +1,683 @@
+/* Objects: binding real handles to object numbers, name hints, unlink,
+ * iteration, index maintenance and statistics. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "fhmap_int.h"
+
+#define MAX_DEPTH 4096
+
+static int index_db(fhmap_index index)
+{
+	return index == FHMAP_INDEX_ORIGIN ? FHMAP__DB_ORIGIN : FHMAP__DB_UPPER;
+}
+
+/* Looks a real handle up in an index: 0 and *ino, or -ENOENT. */
+static int index_get(MDB_txn *txn, fhmap *m, int db, const fhmap__rfh *fh, uint64_t *ino)
+{
+	unsigned char key[FHMAP__IKEY_MAX];
+	MDB_val v;
+	int rc = fhmap__get(txn, m->dbi[db], key, fhmap__ikey(key, fh), &v);
+
+	if (rc)
+		return rc;
+	if (v.mv_size != 8)
+		return -EUCLEAN;
+	*ino = fhmap__get_le64(v.mv_data);
+	return 0;
+}
+
+static int index_put(fhmap__wtxn *w, int db, const fhmap__rfh *fh, uint64_t ino)
+{
+	unsigned char key[FHMAP__IKEY_MAX], val[8];
+
+	fhmap__put_le64(val, ino);
+	return fhmap__put(w, db, key, fhmap__ikey(key, fh), val, 8, 0);
+}
+
+/* Deletes an index entry only if it points to @ino (never another's). */
+static int index_del_if(fhmap__wtxn *w, int db, const fhmap__rfh *fh, uint64_t ino)
+{
+	unsigned char key[FHMAP__IKEY_MAX];
+	uint64_t cur;
+	int rc = index_get(w->txn, w->m, db, fh, &cur);
+
+	if (rc == -ENOENT || (rc == 0 && cur != ino))
+		return 0;
+	if (rc)
+		return rc;
+	return fhmap__del(w, db, key, fhmap__ikey(key, fh));
+}
+
+/* A live directory that may take a new entry. */
+static int parent_check(MDB_txn *txn, fhmap *m, uint64_t parent)
+{
+	fhmap__rec rec;
+	int rc = fhmap__obj_load(txn, m, parent, &rec, NULL);
+
+	if (rc)
+		return rc;
+	if (rec.state == FHMAP_STATE_UNLINKED)
+		return -ESTALE;
+	return rec.type == S_IFDIR ? 0 : -ENOTDIR;
+}
+
+static int layer_is(MDB_txn *txn, fhmap *m, uint32_t layer, fhmap_layer_role want)
+{
+	fhmap_layer_role role;
+	int rc = fhmap__layer_role(txn, m, layer, &role);
+
+	if (rc)
+		return rc;
+	return role == want ? 0 : -ENXIO;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bind and create */
+
+struct bind_args {
+	const fhmap_realfh *fh;
+	uint64_t parent;
+	const char *name;
+	uint32_t type;
+	int upper;
+	uint64_t ino;
+};
+
+static int do_bind(fhmap__wtxn *w, void *arg)
+{
+	struct bind_args *a = arg;
+	int db = a->upper ? FHMAP__DB_UPPER : FHMAP__DB_ORIGIN;
+	unsigned char key[8];
+	fhmap__rec rec = { 0 };
+	MDB_val v;
+	int rc;
+
+	fhmap__rfh_view(a->upper ? &rec.upper : &rec.origin, a->fh);
+	if ((rc = layer_is(w->txn, w->m, a->fh->layer, a->upper ? FHMAP_LAYER_UPPER : FHMAP_LAYER_LOWER)) != 0)
+		return rc;
+	rc = index_get(w->txn, w->m, db, a->upper ? &rec.upper : &rec.origin, &a->ino);
+	if (rc == 0) {
+		fhmap__rec old;
+
+		if ((rc = fhmap__obj_load(w->txn, w->m, a->ino, &old, NULL)) != 0)
+			return rc == -ENOENT ? -EUCLEAN : rc;
+		return old.type == a->type ? 0 : -EINVAL;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	if (a->parent == 0) {
+		a->ino = FHMAP_ROOT_INO;
+		fhmap__be64(key, a->ino);
+		rc = fhmap__get(w->txn, w->m->dbi[FHMAP__DB_OBJECTS], key, 8, &v);
+		if (rc != -ENOENT)
+			return rc ? rc : -EEXIST;
+	} else if ((rc = parent_check(w->txn, w->m, a->parent)) != 0 || (rc = fhmap__alloc_ino(w, &a->ino)) != 0) {
+		return rc;
+	}
+	if ((rc = fhmap__alloc_gen(w, &rec.gen)) != 0)
+		return rc;
+	rec.state = a->upper ? FHMAP_STATE_UPPER : FHMAP_STATE_ORIGIN;
+	rec.type = a->type;
+	rec.parent = a->parent;
+	rec.has_origin = !a->upper;
+	rec.has_upper = a->upper;
+	rec.name = a->name;
+	rec.name_len = strlen(a->name);
+	if ((rc = fhmap__obj_store(w, a->ino, &rec)) != 0)
+		return rc;
+	return index_put(w, db, a->upper ? &rec.upper : &rec.origin, a->ino);
+}
+
+static int bind_common(uint64_t *out, fhmap *m, const fhmap_realfh *fh, uint64_t parent, const char *name,
+                       uint32_t type, int upper)
+{
+	struct bind_args a = { fh, parent, name, type, upper, 0 };
+	int rc;
+
+	if (!out || !m || fhmap__realfh_check(fh) || fhmap__type_check(type) || !name)
+		return -EINVAL;
+	if (parent == 0 ? (name[0] || type != S_IFDIR) : (rc = fhmap__name_check(name)) != 0)
+		return parent == 0 ? -EINVAL : rc;
+	if ((rc = fhmap__write(m, do_bind, &a)) == 0)
+		*out = a.ino;
+	return rc;
+}
+
+int fhmap_bind(uint64_t *out, fhmap *m, const fhmap_realfh *origin, uint64_t parent, const char *name,
+               uint32_t type)
+{
+	return bind_common(out, m, origin, parent, name, type, 0);
+}
+
+int fhmap_create_upper(uint64_t *out, fhmap *m, const fhmap_realfh *upper, uint64_t parent, const char *name,
+                       uint32_t type)
+{
+	return bind_common(out, m, upper, parent, name, type, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reads */
+
+static int lookup(uint64_t *out, fhmap *m, const fhmap_realfh *fh, int db)
+{
+	fhmap__rtxn r;
+	fhmap__rfh v;
+	int rc;
+
+	if (!out || !m || fhmap__realfh_check(fh))
+		return -EINVAL;
+	fhmap__rfh_view(&v, fh);
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	rc = index_get(r.txn, m, db, &v, out);
+	fhmap__read_end(m, &r);
+	return rc;
+}
+
+int fhmap_lookup_origin(uint64_t *out, fhmap *m, const fhmap_realfh *origin)
+{
+	return lookup(out, m, origin, FHMAP__DB_ORIGIN);
+}
+
+int fhmap_lookup_upper(uint64_t *out, fhmap *m, const fhmap_realfh *upper)
+{
+	return lookup(out, m, upper, FHMAP__DB_UPPER);
+}
+
+int fhmap_get(fhmap_object *out, fhmap *m, uint64_t ino)
+{
+	fhmap__rtxn r;
+	fhmap__rec rec;
+	int rc;
+
+	if (!out || !m || !ino)
+		return -EINVAL;
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	if ((rc = fhmap__obj_load(r.txn, m, ino, &rec, NULL)) == 0)
+		fhmap__rec_export(out, ino, &rec);
+	fhmap__read_end(m, &r);
+	return rc;
+}
+
+/* Writes the path of @ino backwards into the end of @out, then moves it to
+ * the front. */
+static int build_path(char *out, size_t size, MDB_txn *txn, fhmap *m, uint64_t ino)
+{
+	size_t pos = size - 1;
+	fhmap__rec rec;
+	int rc;
+
+	out[pos] = '\0';
+	for (int depth = 0; ino != FHMAP_ROOT_INO; depth++) {
+		if (depth >= MAX_DEPTH)
+			return -ELOOP;
+		if ((rc = fhmap__obj_load(txn, m, ino, &rec, NULL)) != 0)
+			return rc;
+		if (rec.state == FHMAP_STATE_UNLINKED)
+			return -ESTALE;
+		if (rec.parent == 0)
+			return -ENOENT; /* a second root: disconnected */
+		if (rec.name_len + 1 > pos)
+			return -ERANGE;
+		pos -= rec.name_len;
+		memcpy(out + pos, rec.name, rec.name_len);
+		out[--pos] = '/';
+		ino = rec.parent;
+	}
+	if ((rc = fhmap__obj_load(txn, m, FHMAP_ROOT_INO, &rec, NULL)) != 0)
+		return rc;
+	if (pos == size - 1) {
+		if (size < 2)
+			return -ERANGE;
+		out[--pos] = '/';
+	}
+	memmove(out, out + pos, size - pos);
+	return 0;
+}
+
+int fhmap_path(char *out, size_t size, fhmap *m, uint64_t ino)
+{
+	fhmap__rtxn r;
+	int rc;
+
+	if (!out || !size || !m || !ino)
+		return -EINVAL;
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	rc = build_path(out, size, r.txn, m, ino);
+	fhmap__read_end(m, &r);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rename, unlink, purge */
+
+struct rename_args {
+	uint64_t ino, parent;
+	const char *name;
+};
+
+/* Refuses to move a directory below itself: hints would form a cycle. */
+static int cycle_check(MDB_txn *txn, fhmap *m, uint64_t ino, uint64_t parent)
+{
+	fhmap__rec rec;
+	int rc;
+
+	for (int depth = 0; parent != 0 && parent != FHMAP_ROOT_INO; depth++) {
+		if (parent == ino)
+			return -EINVAL;
+		if (depth >= MAX_DEPTH)
+			return -ELOOP;
+		if ((rc = fhmap__obj_load(txn, m, parent, &rec, NULL)) != 0)
+			return rc;
+		parent = rec.parent;
+	}
+	return 0;
+}
+
+static int do_rename(fhmap__wtxn *w, void *arg)
+{
+	struct rename_args *a = arg;
+	unsigned char copy[FHMAP__REC_MAX];
+	fhmap__rec rec;
+	int rc;
+
+	if ((rc = fhmap__obj_load(w->txn, w->m, a->ino, &rec, copy)) != 0)
+		return rc;
+	if (rec.state == FHMAP_STATE_UNLINKED)
+		return -ESTALE;
+	if ((rc = parent_check(w->txn, w->m, a->parent)) != 0 ||
+	    (rc = cycle_check(w->txn, w->m, a->ino, a->parent)) != 0)
+		return rc;
+	rec.parent = a->parent;
+	rec.name = a->name;
+	rec.name_len = strlen(a->name);
+	return fhmap__obj_store(w, a->ino, &rec);
+}
+
+int fhmap_rename(fhmap *m, uint64_t ino, uint64_t new_parent, const char *new_name)
+{
+	struct rename_args a = { ino, new_parent, new_name };
+	int rc;
+
+	if (!m || !ino || !new_parent || ino == FHMAP_ROOT_INO)
+		return -EINVAL;
+	if ((rc = fhmap__name_check(new_name)) != 0)
+		return rc;
+	return fhmap__write(m, do_rename, &a);
+}
+
+static int drop_indexes(fhmap__wtxn *w, uint64_t ino, const fhmap__rec *rec)
+{
+	int rc = 0;
+
+	if (rec->has_origin)
+		rc = index_del_if(w, FHMAP__DB_ORIGIN, &rec->origin, ino);
+	if (rc == 0 && rec->has_upper)
+		rc = index_del_if(w, FHMAP__DB_UPPER, &rec->upper, ino);
+	return rc;
+}
+
+static int do_unlink(fhmap__wtxn *w, void *arg)
+{
+	uint64_t ino = *(uint64_t *)arg;
+	unsigned char copy[FHMAP__REC_MAX], key[8];
+	fhmap__rec rec;
+	int rc;
+
+	if ((rc = fhmap__obj_load(w->txn, w->m, ino, &rec, copy)) != 0)
+		return rc;
+	if (rec.state == FHMAP_STATE_UNLINKED)
+		return -ESTALE;
+	if ((rc = drop_indexes(w, ino, &rec)) != 0)
+		return rc;
+	fhmap__be64(key, ino);
+	if ((rc = fhmap__del(w, FHMAP__DB_PENDING, key, 8)) != 0 && rc != -ENOENT)
+		return rc;
+	if ((rc = fhmap__alloc_gen(w, &rec.gen)) != 0)
+		return rc;
+	rec.state = FHMAP_STATE_UNLINKED;
+	return fhmap__obj_store(w, ino, &rec);
+}
+
+int fhmap_unlink(fhmap *m, uint64_t ino)
+{
+	if (!m || !ino || ino == FHMAP_ROOT_INO)
+		return -EINVAL;
+	return fhmap__write(m, do_unlink, &ino);
+}
+
+static int do_purge(fhmap__wtxn *w, void *arg)
+{
+	uint64_t ino = *(uint64_t *)arg;
+	unsigned char key[8];
+	fhmap__rec rec;
+	int rc;
+
+	if ((rc = fhmap__obj_load(w->txn, w->m, ino, &rec, NULL)) != 0)
+		return rc;
+	if (rec.state != FHMAP_STATE_UNLINKED)
+		return -EBUSY;
+	fhmap__be64(key, ino);
+	return fhmap__del(w, FHMAP__DB_OBJECTS, key, 8);
+}
+
+int fhmap_purge(fhmap *m, uint64_t ino)
+{
+	if (!m || !ino)
+		return -EINVAL;
+	return fhmap__write(m, do_purge, &ino);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Repair: replace handles and hints */
+
+static int update_check(MDB_txn *txn, fhmap *m, const fhmap_object *o, const fhmap__rec *want)
+{
+	uint64_t other;
+	int rc;
+
+	if (!want->has_origin && !want->has_upper)
+		return -EINVAL;
+	if (want->has_origin &&
+	    ((rc = layer_is(txn, m, want->origin.layer, FHMAP_LAYER_LOWER)) != 0 ||
+	     ((rc = index_get(txn, m, FHMAP__DB_ORIGIN, &want->origin, &other)) == 0 && other != o->ino)))
+		return rc ? rc : -EEXIST;
+	if (want->has_upper &&
+	    ((rc = layer_is(txn, m, want->upper.layer, FHMAP_LAYER_UPPER)) != 0 ||
+	     ((rc = index_get(txn, m, FHMAP__DB_UPPER, &want->upper, &other)) == 0 && other != o->ino)))
+		return rc ? rc : -EEXIST;
+	if (o->ino == FHMAP_ROOT_INO)
+		return o->parent == 0 && !o->name[0] ? 0 : -EINVAL;
+	if ((rc = parent_check(txn, m, o->parent)) != 0)
+		return rc;
+	return cycle_check(txn, m, o->ino, o->parent);
+}
+
+static int do_update(fhmap__wtxn *w, void *arg)
+{
+	const fhmap_object *o = arg;
+	unsigned char copy[FHMAP__REC_MAX], key[8];
+	fhmap__rec rec, want;
+	int rc;
+
+	if ((rc = fhmap__obj_load(w->txn, w->m, o->ino, &rec, copy)) != 0)
+		return rc;
+	if (rec.state == FHMAP_STATE_UNLINKED)
+		return -ESTALE;
+	want = rec;
+	want.has_origin = o->has_origin;
+	want.has_upper = o->has_upper;
+	if (o->has_origin)
+		fhmap__rfh_view(&want.origin, &o->origin);
+	if (o->has_upper)
+		fhmap__rfh_view(&want.upper, &o->upper);
+	want.parent = o->parent;
+	want.name = o->name;
+	want.name_len = strlen(o->name);
+	if (want.has_upper)
+		want.state = FHMAP_STATE_UPPER;
+	else if (rec.state == FHMAP_STATE_UPPER)
+		want.state = FHMAP_STATE_ORIGIN;
+	if ((rc = update_check(w->txn, w->m, o, &want)) != 0)
+		return rc;
+	if ((rc = drop_indexes(w, o->ino, &rec)) != 0)
+		return rc;
+	if (want.has_origin && (rc = index_put(w, FHMAP__DB_ORIGIN, &want.origin, o->ino)) != 0)
+		return rc;
+	if (want.has_upper && (rc = index_put(w, FHMAP__DB_UPPER, &want.upper, o->ino)) != 0)
+		return rc;
+	if (rec.state == FHMAP_STATE_COPYUP && want.state == FHMAP_STATE_UPPER) {
+		fhmap__be64(key, o->ino);
+		if ((rc = fhmap__del(w, FHMAP__DB_PENDING, key, 8)) != 0 && rc != -ENOENT)
+			return rc;
+	}
+	return fhmap__obj_store(w, o->ino, &want);
+}
+
+int fhmap_object_update(fhmap *m, const fhmap_object *o)
+{
+	int rc;
+
+	if (!m || !o || !o->ino || memchr(o->name, '\0', sizeof(o->name)) == NULL)
+		return -EINVAL;
+	if ((o->has_origin && fhmap__realfh_check(&o->origin)) || (o->has_upper && fhmap__realfh_check(&o->upper)))
+		return -EINVAL;
+	if (o->ino != FHMAP_ROOT_INO && (rc = fhmap__name_check(o->name)) != 0)
+		return rc;
+	return fhmap__write(m, do_update, (void *)o);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Index entries */
+
+int fhmap_index_next(fhmap_index_entry *out, fhmap *m, fhmap_index index, const fhmap_realfh *after)
+{
+	unsigned char key[FHMAP__IKEY_MAX];
+	const unsigned char *kp;
+	MDB_cursor *cur;
+	MDB_val k = { 0, key }, v;
+	fhmap__rtxn r;
+	fhmap__rfh a;
+	int rc;
+
+	if (!out || !m || (index != FHMAP_INDEX_ORIGIN && index != FHMAP_INDEX_UPPER) ||
+	    (after && fhmap__realfh_check(after)))
+		return -EINVAL;
+	if (after) {
+		fhmap__rfh_view(&a, after);
+		k.mv_size = fhmap__ikey(key, &a);
+	}
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	if ((rc = fhmap__err(mdb_cursor_open(r.txn, m->dbi[index_db(index)], &cur))) == 0) {
+		rc = mdb_cursor_get(cur, &k, &v, after ? MDB_SET_RANGE : MDB_FIRST);
+		if (rc == 0 && after && k.mv_size == 6 + a.len && !memcmp(k.mv_data, key, k.mv_size))
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		rc = fhmap__err(rc);
+		kp = k.mv_data;
+		if (rc == 0 && (k.mv_size <= 6 || k.mv_size > FHMAP__IKEY_MAX || v.mv_size != 8))
+			rc = -EUCLEAN;
+		if (rc == 0) {
+			out->fh.layer = (uint32_t)kp[0] << 8 | kp[1];
+			out->fh.type = (int32_t)((uint32_t)kp[2] << 24 | (uint32_t)kp[3] << 16 | (uint32_t)kp[4] << 8 | kp[5]);
+			out->fh.len = (uint32_t)k.mv_size - 6;
+			memcpy(out->fh.data, kp + 6, out->fh.len);
+			out->ino = fhmap__get_le64(v.mv_data);
+		}
+		mdb_cursor_close(cur);
+	}
+	fhmap__read_end(m, &r);
+	return rc;
+}
+
+struct index_rm_args {
+	int db;
+	fhmap__rfh fh;
+};
+
+static int rec_carries(const fhmap__rec *rec, int db, const fhmap__rfh *fh)
+{
+	const fhmap__rfh *own = db == FHMAP__DB_ORIGIN ? &rec->origin : &rec->upper;
+	int has = db == FHMAP__DB_ORIGIN ? rec->has_origin : rec->has_upper;
+
+	return has && own->layer == fh->layer && own->type == fh->type && own->len == fh->len &&
+	       !memcmp(own->data, fh->data, fh->len);
+}
+
+static int do_index_remove(fhmap__wtxn *w, void *arg)
+{
+	struct index_rm_args *a = arg;
+	unsigned char key[FHMAP__IKEY_MAX];
+	fhmap__rec rec;
+	uint64_t ino;
+	int rc;
+
+	if ((rc = index_get(w->txn, w->m, a->db, &a->fh, &ino)) != 0 && rc != -EUCLEAN)
+		return rc;
+	if (rc == 0 && (rc = fhmap__obj_load(w->txn, w->m, ino, &rec, NULL)) == 0 &&
+	    rec.state != FHMAP_STATE_UNLINKED && rec_carries(&rec, a->db, &a->fh))
+		return -EBUSY;
+	if (rc && rc != -ENOENT && rc != -EUCLEAN)
+		return rc;
+	return fhmap__del(w, a->db, key, fhmap__ikey(key, &a->fh));
+}
+
+int fhmap_index_remove(fhmap *m, fhmap_index index, const fhmap_realfh *fh)
+{
+	struct index_rm_args a;
+
+	if (!m || (index != FHMAP_INDEX_ORIGIN && index != FHMAP_INDEX_UPPER) || fhmap__realfh_check(fh))
+		return -EINVAL;
+	a.db = index_db(index);
+	fhmap__rfh_view(&a.fh, fh);
+	return fhmap__write(m, do_index_remove, &a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Iteration and statistics */
+
+struct fhmap_iter {
+	fhmap *m;
+	uint64_t next;
+	int done;
+};
+
+int fhmap_iter_new(fhmap_iter **out, fhmap *m, uint64_t start)
+{
+	fhmap_iter *it;
+
+	if (!out || !m)
+		return -EINVAL;
+	if (!(it = calloc(1, sizeof(*it))))
+		return -ENOMEM;
+	it->m = m;
+	it->next = start;
+	*out = it;
+	return 0;
+}
+
+int fhmap_iter_next(fhmap_object *out, fhmap_iter *it)
+{
+	unsigned char key[8];
+	MDB_val k = { 8, key }, v;
+	MDB_cursor *cur;
+	fhmap__rtxn r;
+	fhmap__rec rec;
+	uint64_t ino;
+	int rc;
+
+	if (!out || !it)
+		return -EINVAL;
+	if (it->done)
+		return -ENOENT;
+	fhmap__be64(key, it->next);
+	if ((rc = fhmap__read_begin(it->m, &r)) != 0)
+		return rc;
+	if ((rc = fhmap__err(mdb_cursor_open(r.txn, it->m->dbi[FHMAP__DB_OBJECTS], &cur))) == 0) {
+		rc = fhmap__err(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+		if (rc == 0 && k.mv_size != 8)
+			rc = -EUCLEAN;
+		if (rc == 0) {
+			const unsigned char *kp = k.mv_data;
+
+			ino = 0;
+			for (int i = 0; i < 8; i++)
+				ino = ino << 8 | kp[i];
+			/* Skip past a damaged record so that a walk can go on. */
+			it->next = ino + 1;
+			it->done = ino == UINT64_MAX;
+			if ((rc = fhmap__rec_parse(&rec, &v)) == 0)
+				fhmap__rec_export(out, ino, &rec);
+			else
+				out->ino = ino;
+		}
+		mdb_cursor_close(cur);
+	}
+	fhmap__read_end(it->m, &r);
+	if (rc == -ENOENT)
+		it->done = 1;
+	return rc;
+}
+
+void fhmap_iter_free(fhmap_iter *it)
+{
+	free(it);
+}
+
+static int count_states(MDB_txn *txn, fhmap *m, fhmap_map_stats *s)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	fhmap__rec rec;
+	int rc = fhmap__err(mdb_cursor_open(txn, m->dbi[FHMAP__DB_OBJECTS], &cur));
+
+	if (rc)
+		return rc;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (fhmap__rec_parse(&rec, &v) != 0) {
+			rc = -EUCLEAN;
+			break;
+		}
+		s->objects++;
+		s->origin_only += rec.state == FHMAP_STATE_ORIGIN;
+		s->copying += rec.state == FHMAP_STATE_COPYUP;
+		s->upper += rec.state == FHMAP_STATE_UPPER;
+		s->unlinked += rec.state == FHMAP_STATE_UNLINKED;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : fhmap__err(rc);
+}
+
+static int count_reader(const char *msg, void *ctx)
+{
+	(void)msg;
+	(*(uint32_t *)ctx)++;
+	return 0;
+}
+
+int fhmap_stats(fhmap_map_stats *s, fhmap *m)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	fhmap__rtxn r;
+	uint32_t lines = 0;
+	int rc;
+
+	if (!s || !m)
+		return -EINVAL;
+	memset(s, 0, sizeof(*s));
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	for (int i = 0; i < FHMAP__DB_COUNT && rc == 0; i++) {
+		if ((rc = fhmap__err(mdb_stat(r.txn, m->dbi[i], &st))) != 0)
+			break;
+		s->branch_pages += st.ms_branch_pages;
+		s->leaf_pages += st.ms_leaf_pages;
+		s->overflow_pages += st.ms_overflow_pages;
+		if (st.ms_depth > s->depth)
+			s->depth = st.ms_depth;
+		s->page_size = st.ms_psize;
+		if (i == FHMAP__DB_ORIGIN)
+			s->origin_entries = st.ms_entries;
+		else if (i == FHMAP__DB_UPPER)
+			s->upper_entries = st.ms_entries;
+		else if (i == FHMAP__DB_PENDING)
+			s->pending = st.ms_entries;
+		else if (i == FHMAP__DB_LAYERS)
+			s->layers = (uint32_t)st.ms_entries;
+	}
+	if (rc == 0)
+		rc = count_states(r.txn, m, s);
+	fhmap__read_end(m, &r);
+	mdb_env_info(m->env, &info);
+	s->map_size = info.me_mapsize;
+	s->used_bytes = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
+	s->max_readers = info.me_maxreaders;
+	mdb_reader_list(m->env, count_reader, &lines);
+	s->readers = lines ? lines - 1 : 0; /* the first line is a header */
+	return rc;
+}

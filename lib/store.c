@@ -1,0 +1,795 @@
+/* The LMDB store: environment, transactions, map growth, batches, and the
+ * schema of object records and index keys. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fhmap_int.h"
+
+#define DEFAULT_MAP_SIZE (64ull << 20)
+#define DEFAULT_MAX_MAP_SIZE (1ull << 40)
+#define READ_SLOTS 32u
+
+static const char *const db_names[FHMAP__DB_COUNT] = {
+	"meta", "layers", "objects", "origin", "upper", "pending",
+};
+
+/* The batch of this thread, if any. One batch per thread at a time. */
+static _Thread_local struct {
+	fhmap *m;
+	MDB_txn *txn; /* NULL once the batch was rolled back */
+} tl_batch;
+
+static _Thread_local unsigned int tl_slot_hint;
+
+/* ------------------------------------------------------------------------ */
+/* Map size */
+
+static uint64_t map_size_now(fhmap *m)
+{
+	MDB_envinfo info;
+
+	mdb_env_info(m->env, &info);
+	return info.me_mapsize;
+}
+
+/* Doubles the map unless another thread already grew it past @seen. */
+static int grow(fhmap *m, uint64_t seen)
+{
+	uint64_t cur, next;
+	int rc = 0;
+
+	pthread_rwlock_wrlock(&m->resize_lock);
+	cur = map_size_now(m);
+	if (cur <= seen) {
+		if (cur >= m->max_map_size) {
+			rc = -ENOSPC;
+		} else {
+			next = cur * 2 < m->max_map_size ? cur * 2 : m->max_map_size;
+			rc = fhmap__err(mdb_env_set_mapsize(m->env, next));
+		}
+	}
+	pthread_rwlock_unlock(&m->resize_lock);
+	if (rc == 0 && cur <= seen)
+		fhmap__log(m, FHMAP_LOG_INFO, "map grown from %llu to %llu bytes", (unsigned long long)cur,
+		           (unsigned long long)map_size_now(m));
+	else if (rc)
+		fhmap__log(m, FHMAP_LOG_ERROR, "map cannot grow beyond %llu bytes", (unsigned long long)cur);
+	return rc;
+}
+
+/* Another process grew the map: adopt its size (no transaction may be live). */
+static void adopt_resize(fhmap *m)
+{
+	pthread_rwlock_wrlock(&m->resize_lock);
+	mdb_env_set_mapsize(m->env, 0);
+	pthread_rwlock_unlock(&m->resize_lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Read transactions */
+
+static fhmap__rslot *slot_acquire(fhmap *m)
+{
+	for (unsigned int i = 0; i < m->nslots; i++) {
+		unsigned int idx = (tl_slot_hint + i) % m->nslots;
+		fhmap__rslot *s = &m->slots[idx];
+
+		if (!atomic_load_explicit(&s->busy, memory_order_relaxed) &&
+		    !atomic_exchange_explicit(&s->busy, 1, memory_order_acquire)) {
+			tl_slot_hint = idx;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+static void slot_release(fhmap__rslot *s)
+{
+	atomic_store_explicit(&s->busy, 0, memory_order_release);
+}
+
+int fhmap__read_begin(fhmap *m, fhmap__rtxn *r)
+{
+	int rc;
+
+	r->slot = NULL;
+	r->temp = 0;
+	r->locked = 0;
+	if (tl_batch.m == m && tl_batch.txn) {
+		r->txn = tl_batch.txn;
+		return 0;
+	}
+	for (;;) {
+		pthread_rwlock_rdlock(&m->resize_lock);
+		r->slot = slot_acquire(m);
+		if (!r->slot) {
+			/* More concurrent readers than slots: a one-off transaction. */
+			rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &r->txn);
+			r->temp = 1;
+		} else if (r->slot->txn) {
+			rc = mdb_txn_renew(r->slot->txn);
+			r->txn = r->slot->txn;
+		} else {
+			rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &r->slot->txn);
+			r->txn = r->slot->txn;
+		}
+		if (rc == 0) {
+			r->locked = 1;
+			return 0;
+		}
+		if (r->slot)
+			slot_release(r->slot);
+		pthread_rwlock_unlock(&m->resize_lock);
+		if (rc != MDB_MAP_RESIZED)
+			return fhmap__err(rc);
+		adopt_resize(m);
+	}
+}
+
+void fhmap__read_end(fhmap *m, fhmap__rtxn *r)
+{
+	if (!r->locked)
+		return;
+	if (r->temp) {
+		mdb_txn_abort(r->txn);
+	} else {
+		mdb_txn_reset(r->txn);
+		slot_release(r->slot);
+	}
+	r->locked = 0;
+	pthread_rwlock_unlock(&m->resize_lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Write transactions and batches */
+
+/* Begins a write transaction holding resize_lock shared. */
+static int write_begin(fhmap *m, MDB_txn **txn)
+{
+	for (;;) {
+		int rc;
+
+		pthread_rwlock_rdlock(&m->resize_lock);
+		rc = mdb_txn_begin(m->env, NULL, 0, txn);
+		if (rc == 0)
+			return 0;
+		pthread_rwlock_unlock(&m->resize_lock);
+		if (rc != MDB_MAP_RESIZED)
+			return fhmap__err(rc);
+		adopt_resize(m);
+	}
+}
+
+/* Runs one update inside this thread's batch. A failure after the update
+ * started writing leaves the transaction half-done: roll the batch back. */
+static int batch_run(fhmap *m, fhmap__write_fn fn, void *arg)
+{
+	fhmap__wtxn w = { m, tl_batch.txn, 0 };
+	uint64_t seen;
+	int rc;
+
+	if (!tl_batch.txn)
+		return -EAGAIN;
+	rc = fn(&w, arg);
+	if (rc == 0 || (w.writes == 0 && rc != FHMAP__EMAPFULL))
+		return rc;
+	seen = map_size_now(m);
+	mdb_txn_abort(tl_batch.txn);
+	tl_batch.txn = NULL;
+	pthread_rwlock_unlock(&m->resize_lock);
+	fhmap__log(m, FHMAP_LOG_WARN, "batch rolled back: %s", fhmap_strerror(rc == FHMAP__EMAPFULL ? -ENOSPC : rc));
+	if (rc == FHMAP__EMAPFULL && (rc = grow(m, seen)) != 0)
+		return rc;
+	return -EAGAIN;
+}
+
+int fhmap__write(fhmap *m, fhmap__write_fn fn, void *arg)
+{
+	if (m->read_only)
+		return -EROFS;
+	if (tl_batch.m == m)
+		return batch_run(m, fn, arg);
+	for (;;) {
+		fhmap__wtxn w = { m, NULL, 0 };
+		uint64_t seen;
+		int rc = write_begin(m, &w.txn);
+
+		if (rc)
+			return rc;
+		seen = map_size_now(m);
+		rc = fn(&w, arg);
+		if (rc == 0)
+			rc = fhmap__err(mdb_txn_commit(w.txn));
+		else
+			mdb_txn_abort(w.txn);
+		pthread_rwlock_unlock(&m->resize_lock);
+		if (rc != FHMAP__EMAPFULL)
+			return rc;
+		if ((rc = grow(m, seen)) != 0)
+			return rc;
+	}
+}
+
+/* Grows the map before a batch so that most batches never hit its end. */
+static int ensure_headroom(fhmap *m)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	uint64_t used;
+
+	mdb_env_info(m->env, &info);
+	mdb_env_stat(m->env, &st);
+	used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	if (info.me_mapsize - used >= info.me_mapsize / 4)
+		return 0;
+	return grow(m, info.me_mapsize);
+}
+
+int fhmap_batch_begin(fhmap *m)
+{
+	int rc;
+
+	if (!m)
+		return -EINVAL;
+	if (m->read_only)
+		return -EROFS;
+	if (tl_batch.m)
+		return -EBUSY;
+	if ((rc = ensure_headroom(m)) != 0)
+		return rc;
+	if ((rc = write_begin(m, &tl_batch.txn)) != 0)
+		return rc;
+	tl_batch.m = m;
+	return 0;
+}
+
+int fhmap_batch_commit(fhmap *m)
+{
+	uint64_t seen;
+	int rc;
+
+	if (!m || tl_batch.m != m)
+		return -EINVAL;
+	tl_batch.m = NULL;
+	if (!tl_batch.txn)
+		return -EAGAIN;
+	seen = map_size_now(m);
+	rc = fhmap__err(mdb_txn_commit(tl_batch.txn));
+	tl_batch.txn = NULL;
+	pthread_rwlock_unlock(&m->resize_lock);
+	if (rc == FHMAP__EMAPFULL)
+		return (rc = grow(m, seen)) != 0 ? rc : -EAGAIN;
+	return rc;
+}
+
+int fhmap_batch_abort(fhmap *m)
+{
+	if (!m || tl_batch.m != m)
+		return -EINVAL;
+	tl_batch.m = NULL;
+	if (tl_batch.txn) {
+		mdb_txn_abort(tl_batch.txn);
+		tl_batch.txn = NULL;
+		pthread_rwlock_unlock(&m->resize_lock);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Key/value access */
+
+int fhmap__get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, MDB_val *val)
+{
+	MDB_val k = { klen, (void *)key };
+
+	return fhmap__err(mdb_get(txn, dbi, &k, val));
+}
+
+int fhmap__put(fhmap__wtxn *w, int db, const void *key, size_t klen, const void *val, size_t vlen,
+               unsigned int flags)
+{
+	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+	int rc = mdb_put(w->txn, w->m->dbi[db], &k, &v, flags);
+
+	if (rc == 0)
+		w->writes++;
+	return fhmap__err(rc);
+}
+
+int fhmap__del(fhmap__wtxn *w, int db, const void *key, size_t klen)
+{
+	MDB_val k = { klen, (void *)key };
+	int rc = mdb_del(w->txn, w->m->dbi[db], &k, NULL);
+
+	if (rc == 0)
+		w->writes++;
+	return fhmap__err(rc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Object records: little-endian, validated on every read.
+ *   0 u8 record version (1)   1 u8 state   2 u8 type (S_IFMT >> 12)
+ *   3 u8 flags (1 origin, 2 upper)   4 u32 generation   8 u64 parent
+ *  16 u8 name length, then [origin], [upper], name; each real handle is
+ *     u16 layer, i32 handle type, u8 length, bytes. */
+
+#define REC_VERSION 1
+#define REC_HAS_ORIGIN 1u
+#define REC_HAS_UPPER 2u
+
+static int rfh_parse(fhmap__rfh *fh, const unsigned char *p, size_t n, size_t *off)
+{
+	if (*off + 7 > n)
+		return -EUCLEAN;
+	p += *off;
+	fh->layer = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+	fh->type = (int32_t)fhmap__get_le32(p + 2);
+	fh->len = p[6];
+	fh->data = p + 7;
+	if (fh->layer == 0 || fh->len == 0 || fh->len > FHMAP_REALFH_MAX || *off + 7 + fh->len > n)
+		return -EUCLEAN;
+	*off += 7 + fh->len;
+	return 0;
+}
+
+static size_t rfh_pack(unsigned char *p, const fhmap__rfh *fh)
+{
+	p[0] = (unsigned char)fh->layer;
+	p[1] = (unsigned char)(fh->layer >> 8);
+	fhmap__put_le32(p + 2, (uint32_t)fh->type);
+	p[6] = (unsigned char)fh->len;
+	memcpy(p + 7, fh->data, fh->len);
+	return 7 + fh->len;
+}
+
+static int state_valid(const fhmap__rec *r)
+{
+	switch (r->state) {
+	case FHMAP_STATE_ORIGIN:
+	case FHMAP_STATE_COPYUP:
+		return r->has_origin && !r->has_upper;
+	case FHMAP_STATE_UPPER:
+		return r->has_upper;
+	case FHMAP_STATE_UNLINKED:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int fhmap__rec_parse(fhmap__rec *r, const MDB_val *val)
+{
+	const unsigned char *p = val->mv_data;
+	size_t n = val->mv_size, off = 17;
+
+	if (n < 17 || p[0] != REC_VERSION || (p[3] & ~(REC_HAS_ORIGIN | REC_HAS_UPPER)))
+		return -EUCLEAN;
+	r->state = p[1];
+	r->type = (uint32_t)p[2] << 12;
+	r->has_origin = !!(p[3] & REC_HAS_ORIGIN);
+	r->has_upper = !!(p[3] & REC_HAS_UPPER);
+	r->gen = fhmap__get_le32(p + 4);
+	r->parent = fhmap__get_le64(p + 8);
+	r->name_len = p[16];
+	if (fhmap__type_check(r->type) || !state_valid(r))
+		return -EUCLEAN;
+	if (r->has_origin && rfh_parse(&r->origin, p, n, &off))
+		return -EUCLEAN;
+	if (r->has_upper && rfh_parse(&r->upper, p, n, &off))
+		return -EUCLEAN;
+	if (off + r->name_len != n)
+		return -EUCLEAN;
+	r->name = (const char *)p + off;
+	if (memchr(r->name, '/', r->name_len) || memchr(r->name, '\0', r->name_len))
+		return -EUCLEAN;
+	return 0;
+}
+
+size_t fhmap__rec_pack(unsigned char *p, const fhmap__rec *r)
+{
+	size_t off = 17;
+
+	p[0] = REC_VERSION;
+	p[1] = r->state;
+	p[2] = (unsigned char)(r->type >> 12);
+	p[3] = (unsigned char)((r->has_origin ? REC_HAS_ORIGIN : 0) | (r->has_upper ? REC_HAS_UPPER : 0));
+	fhmap__put_le32(p + 4, r->gen);
+	fhmap__put_le64(p + 8, r->parent);
+	p[16] = (unsigned char)r->name_len;
+	if (r->has_origin)
+		off += rfh_pack(p + off, &r->origin);
+	if (r->has_upper)
+		off += rfh_pack(p + off, &r->upper);
+	memcpy(p + off, r->name, r->name_len);
+	return off + r->name_len;
+}
+
+void fhmap__rfh_view(fhmap__rfh *v, const fhmap_realfh *fh)
+{
+	v->layer = fh->layer;
+	v->type = fh->type;
+	v->len = fh->len;
+	v->data = fh->data;
+}
+
+void fhmap__rfh_copy(fhmap_realfh *out, const fhmap__rfh *v)
+{
+	out->layer = v->layer;
+	out->type = v->type;
+	out->len = v->len;
+	memcpy(out->data, v->data, v->len);
+}
+
+void fhmap__rec_export(fhmap_object *o, uint64_t ino, const fhmap__rec *r)
+{
+	memset(o, 0, sizeof(*o));
+	o->ino = ino;
+	o->gen = r->gen;
+	o->type = r->type;
+	o->state = (fhmap_state)r->state;
+	o->has_origin = r->has_origin;
+	o->has_upper = r->has_upper;
+	if (r->has_origin)
+		fhmap__rfh_copy(&o->origin, &r->origin);
+	if (r->has_upper)
+		fhmap__rfh_copy(&o->upper, &r->upper);
+	o->parent = r->parent;
+	memcpy(o->name, r->name, r->name_len);
+}
+
+/* Index key of a real handle: u16 layer, u32 handle type (big-endian), bytes. */
+size_t fhmap__ikey(unsigned char *key, const fhmap__rfh *fh)
+{
+	key[0] = (unsigned char)(fh->layer >> 8);
+	key[1] = (unsigned char)fh->layer;
+	key[2] = (unsigned char)((uint32_t)fh->type >> 24);
+	key[3] = (unsigned char)((uint32_t)fh->type >> 16);
+	key[4] = (unsigned char)((uint32_t)fh->type >> 8);
+	key[5] = (unsigned char)fh->type;
+	memcpy(key + 6, fh->data, fh->len);
+	return 6 + fh->len;
+}
+
+int fhmap__obj_load(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy)
+{
+	unsigned char key[8];
+	MDB_val val;
+	int rc;
+
+	fhmap__be64(key, ino);
+	if ((rc = fhmap__get(txn, m->dbi[FHMAP__DB_OBJECTS], key, 8, &val)) != 0)
+		return rc;
+	if (copy) {
+		/* Writers keep their own copy: a later put may move the page. */
+		if (val.mv_size > FHMAP__REC_MAX)
+			return -EUCLEAN;
+		memcpy(copy, val.mv_data, val.mv_size);
+		val.mv_data = copy;
+	}
+	return fhmap__rec_parse(rec, &val);
+}
+
+int fhmap__obj_store(fhmap__wtxn *w, uint64_t ino, const fhmap__rec *rec)
+{
+	unsigned char key[8], buf[FHMAP__REC_MAX];
+
+	fhmap__be64(key, ino);
+	return fhmap__put(w, FHMAP__DB_OBJECTS, key, 8, buf, fhmap__rec_pack(buf, rec), 0);
+}
+
+int fhmap__realfh_check(const fhmap_realfh *fh)
+{
+	if (!fh || fh->layer == 0 || fh->layer > UINT16_MAX || fh->len == 0 || fh->len > FHMAP_REALFH_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+int fhmap__name_check(const char *name)
+{
+	size_t n;
+
+	if (!name)
+		return -EINVAL;
+	n = strlen(name);
+	if (n > FHMAP_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (n == 0 || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	return 0;
+}
+
+int fhmap__type_check(uint32_t type)
+{
+	switch (type) {
+	case S_IFREG:
+	case S_IFDIR:
+	case S_IFLNK:
+	case S_IFCHR:
+	case S_IFBLK:
+	case S_IFIFO:
+	case S_IFSOCK:
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Opening */
+
+static int check_options(fhmap_open_options *o, const fhmap_open_options *given)
+{
+	fhmap_open_options def = FHMAP_OPEN_OPTIONS_INIT;
+
+	*o = given ? *given : def;
+	if (o->version != FHMAP_OPEN_OPTIONS_VERSION)
+		return -EINVAL;
+	if (o->flags & ~(FHMAP_OPEN_CREATE | FHMAP_OPEN_RDONLY))
+		return -EINVAL;
+	if ((o->flags & FHMAP_OPEN_CREATE) && (o->flags & FHMAP_OPEN_RDONLY))
+		return -EINVAL;
+	if (o->sync != FHMAP_SYNC_FULL && o->sync != FHMAP_SYNC_LAZY)
+		return -EINVAL;
+	if (!o->map_size)
+		o->map_size = DEFAULT_MAP_SIZE;
+	if (!o->max_map_size)
+		o->max_map_size = DEFAULT_MAX_MAP_SIZE;
+	if (o->map_size > o->max_map_size)
+		return -EINVAL;
+	return 0;
+}
+
+/* Makes sure @path is a directory holding a map, or may become one. */
+static int check_path(const char *path, int create)
+{
+	char data[FHMAP_PATH_MAX];
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		if (errno != ENOENT || !create)
+			return -errno;
+		return mkdir(path, 0700) == 0 ? 0 : -errno;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return -EMEDIUMTYPE;
+	if (snprintf(data, sizeof(data), "%s/data.mdb", path) >= (int)sizeof(data))
+		return -ENAMETOOLONG;
+	if (!create && access(data, F_OK) != 0)
+		return -ENOENT;
+	return 0;
+}
+
+static int meta_get(MDB_txn *txn, fhmap *m, const char *key, void *out, size_t len)
+{
+	MDB_val v;
+	int rc = fhmap__get(txn, m->dbi[FHMAP__DB_META], key, strlen(key), &v);
+
+	if (rc == -ENOENT)
+		return -EMEDIUMTYPE;
+	if (rc)
+		return rc;
+	if (v.mv_size != len)
+		return -EUCLEAN;
+	memcpy(out, v.mv_data, len);
+	return 0;
+}
+
+/* Reads identity and secret; refuses maps of other format versions. */
+static int load_identity(fhmap *m, MDB_txn *txn)
+{
+	unsigned char fmt[4], secret[16];
+	uint32_t version;
+	int rc;
+
+	if ((rc = meta_get(txn, m, "format", fmt, 4)) != 0)
+		return rc;
+	version = fhmap__get_le32(fmt);
+	if (version != FHMAP_FORMAT_VERSION) {
+		fhmap__log(m, FHMAP_LOG_ERROR, "map has format version %u; this library reads version %u",
+		           version, FHMAP_FORMAT_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if ((rc = meta_get(txn, m, "uuid", m->uuid, 16)) != 0 ||
+	    (rc = meta_get(txn, m, "secret", secret, 16)) != 0)
+		return rc;
+	m->key[0] = fhmap__get_le64(secret);
+	m->key[1] = fhmap__get_le64(secret + 8);
+	m->tag = fhmap__get_le32(m->uuid);
+	return 0;
+}
+
+/* Opens the sub-databases; with @create, makes them and the identity in a
+ * fresh environment, and refuses an environment that holds anything else. */
+static int open_dbs(fhmap *m, int create)
+{
+	fhmap__wtxn w = { m, NULL, 0 };
+	MDB_dbi main_dbi;
+	MDB_stat st;
+	int fresh = 0, rc;
+
+	rc = fhmap__err(mdb_txn_begin(m->env, NULL, create ? 0 : MDB_RDONLY, &w.txn));
+	if (rc)
+		return rc;
+	if (create) {
+		if ((rc = fhmap__err(mdb_dbi_open(w.txn, NULL, 0, &main_dbi))) != 0 ||
+		    (rc = fhmap__err(mdb_stat(w.txn, main_dbi, &st))) != 0)
+			goto out;
+		fresh = st.ms_entries == 0;
+	}
+	for (int i = 0; i < FHMAP__DB_COUNT; i++) {
+		rc = mdb_dbi_open(w.txn, db_names[i], fresh ? MDB_CREATE : 0, &m->dbi[i]);
+		if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
+			rc = -EMEDIUMTYPE;
+			goto out;
+		}
+		if ((rc = fhmap__err(rc)) != 0)
+			goto out;
+	}
+	if (fresh && (rc = fhmap__meta_init(&w)) != 0)
+		goto out;
+	if ((rc = load_identity(m, w.txn)) != 0)
+		goto out;
+	rc = fhmap__err(mdb_txn_commit(w.txn));
+	w.txn = NULL;
+	if (rc == 0 && fresh)
+		fhmap__log(m, FHMAP_LOG_INFO, "created a new map");
+out:
+	if (w.txn)
+		mdb_txn_abort(w.txn);
+	return rc == FHMAP__EMAPFULL ? -ENOSPC : rc;
+}
+
+static void report_pending(fhmap *m)
+{
+	size_t count = 0;
+
+	if (fhmap_copyup_pending(NULL, 0, &count, m) == 0 && count)
+		fhmap__log(m, FHMAP_LOG_WARN,
+		           "%zu copy-up intent(s) left pending by an earlier run: list them with "
+		           "fhmap_copyup_pending() and commit or abort each",
+		           count);
+}
+
+int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
+{
+	fhmap_open_options o;
+	unsigned int flags = MDB_NOTLS;
+	fhmap *m;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!path || !*path)
+		return -EINVAL;
+	if ((rc = check_options(&o, opts)) != 0)
+		return rc;
+	if ((rc = check_path(path, !!(o.flags & FHMAP_OPEN_CREATE))) != 0)
+		return rc;
+	if (!(m = calloc(1, sizeof(*m))))
+		return -ENOMEM;
+	m->read_only = !!(o.flags & FHMAP_OPEN_RDONLY);
+	m->sync = o.sync;
+	m->max_map_size = o.max_map_size;
+	m->log = o.log;
+	m->log_ctx = o.log_ctx;
+	m->nslots = READ_SLOTS;
+	pthread_rwlock_init(&m->resize_lock, NULL);
+	pthread_mutex_init(&m->fd_lock, NULL);
+	m->slots = aligned_alloc(64, m->nslots * sizeof(*m->slots));
+	if (!m->slots) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned int i = 0; i < m->nslots; i++) {
+		atomic_init(&m->slots[i].busy, 0);
+		m->slots[i].txn = NULL;
+	}
+	if (m->read_only)
+		flags |= MDB_RDONLY;
+	if (m->sync == FHMAP_SYNC_LAZY)
+		flags |= MDB_NOMETASYNC;
+	if ((rc = fhmap__err(mdb_env_create(&m->env))) != 0)
+		goto fail;
+	mdb_env_set_maxdbs(m->env, FHMAP__DB_COUNT);
+	mdb_env_set_mapsize(m->env, o.map_size);
+	if (o.max_readers)
+		mdb_env_set_maxreaders(m->env, o.max_readers);
+	if ((rc = fhmap__err(mdb_env_open(m->env, path, flags, 0600))) != 0)
+		goto fail;
+	if ((rc = open_dbs(m, !!(o.flags & FHMAP_OPEN_CREATE))) != 0)
+		goto fail;
+	report_pending(m);
+	*out = m;
+	return 0;
+fail:
+	fhmap_close(m);
+	return rc == FHMAP__EMAPFULL ? -ENOSPC : rc;
+}
+
+void fhmap_close(fhmap *m)
+{
+	if (!m)
+		return;
+	if (tl_batch.m == m)
+		fhmap_batch_abort(m);
+	if (m->slots) {
+		for (unsigned int i = 0; i < m->nslots; i++)
+			if (m->slots[i].txn)
+				mdb_txn_abort(m->slots[i].txn);
+		free(m->slots);
+	}
+	fhmap__layer_fds_close(m);
+	if (m->env)
+		mdb_env_close(m->env);
+	pthread_rwlock_destroy(&m->resize_lock);
+	pthread_mutex_destroy(&m->fd_lock);
+	free(m);
+}
+
+int fhmap_sync(fhmap *m)
+{
+	if (!m)
+		return -EINVAL;
+	if (m->read_only)
+		return 0;
+	return fhmap__err(mdb_env_sync(m->env, 1));
+}
+
+int fhmap_info_get(fhmap_info *out, fhmap *m)
+{
+	fhmap__rtxn r;
+	uint64_t base = 0;
+	int rc;
+
+	if (!out || !m)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	memcpy(out->uuid, m->uuid, 16);
+	out->format_version = FHMAP_FORMAT_VERSION;
+	out->read_only = m->read_only;
+	out->sync = m->sync;
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	if ((rc = fhmap__meta_u64(r.txn, m, "gen_base", &base)) == 0 &&
+	    (rc = fhmap__meta_u64(r.txn, m, "created", &out->created)) == 0)
+		rc = fhmap__meta_u64(r.txn, m, "next_ino", &out->next_ino);
+	fhmap__read_end(m, &r);
+	out->gen_base = (uint32_t)base;
+	return rc;
+}
+
+int fhmap_backup(fhmap *m, const char *dest)
+{
+	char data[FHMAP_PATH_MAX];
+	int rc;
+
+	if (!m || !dest || !*dest)
+		return -EINVAL;
+	if (tl_batch.m == m)
+		return -EBUSY;
+	if (snprintf(data, sizeof(data), "%s/data.mdb", dest) >= (int)sizeof(data))
+		return -ENAMETOOLONG;
+	if (mkdir(dest, 0700) != 0)
+		return -errno;
+	pthread_rwlock_rdlock(&m->resize_lock);
+	rc = fhmap__err(mdb_env_copy2(m->env, dest, MDB_CP_COMPACT));
+	pthread_rwlock_unlock(&m->resize_lock);
+	if (rc) {
+		unlink(data);
+		rmdir(dest);
+	}
+	return rc;
+}
+
+#define FHMAP__STR2(x) #x
+#define FHMAP__STR(x) FHMAP__STR2(x)
+
+const char *fhmap_version(void)
+{
+	return FHMAP__STR(FHMAP_VERSION_MAJOR) "." FHMAP__STR(FHMAP_VERSION_MINOR) "." FHMAP__STR(FHMAP_VERSION_PATCH);
+}
