@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# End-to-end test of issue 5: NFS clients' handles on an fhmap-unionfs
+# mount exported by NFS-Ganesha (FSAL_VFS, 127.0.0.1) survive copy-up,
+# renames, and a full restart of Ganesha and the FUSE daemon; a removed file's
+# handle becomes NFS3ERR_STALE. libnfs is the client (fhmap-nfs-client).
+#
+#   e2e.sh UNIONFS_BIN NFS_CLIENT_BIN STACK_SCRIPT
+#
+# Exit 0 pass, 1 fail, 77 skip (not root, no /dev/fuse, packages missing).
+set -uo pipefail
+
+unionfs=$1
+client_bin=$2
+stack=$3
+skip() { echo "SKIP: $*"; exit 77; }
+
+[ "$(id -u)" = 0 ] || skip "needs root (FUSE mount, Ganesha, rpcbind, drop_caches)"
+[ -c /dev/fuse ] && { : </dev/fuse; } 2>/dev/null || skip "/dev/fuse is missing or cannot be opened"
+for cmd in ganesha.nfsd rpcbind rpcinfo mountpoint; do
+	command -v "$cmd" >/dev/null || skip "$cmd not installed (packages nfs-ganesha, rpcbind)"
+done
+compgen -G "/usr/lib/*/ganesha/libfsalvfs.so" >/dev/null || compgen -G "/usr/lib*/ganesha/libfsalvfs.so" >/dev/null ||
+	skip "FSAL_VFS not installed (package nfs-ganesha-vfs)"
+[ -x "$client_bin" ] || skip "fhmap-nfs-client not built (libnfs-dev missing): $client_bin"
+[ -x "$unionfs" ] || skip "fhmap-unionfs not built: $unionfs"
+
+# Ports of our own, so that a system NFS server does not matter.
+port_free() { ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+nfs_port=${FHMAP_E2E_NFS_PORT:-32049}
+mnt_port=${FHMAP_E2E_MNT_PORT:-32048}
+port_free "$nfs_port" && port_free "$mnt_port" || skip "ports $nfs_port/$mnt_port are in use (set FHMAP_E2E_NFS_PORT/MNT_PORT)"
+
+t=$(mktemp -d "${TMPDIR:-/tmp}/fhmap-ganesha-e2e.XXXXXX")
+L=$t/lower U=$t/upper M=$t/mnt S=$t/state H=$t/handles
+started=$(date +%s)
+fails=0
+pids_seen=()
+
+# Outside files the stack may create; each must be gone again at the end
+# unless it existed before.
+watch_paths=(/run/rpcbind.sock /run/rpcbind.lock /var/run/ganesha /var/lib/nfs/ganesha)
+declare -A existed=()
+for p in "${watch_paths[@]}"; do [ -e "$p" ] && existed[$p]=1; done
+
+remember_pids() {
+	local f
+	for f in "$S"/fuse.pid "$S"/ganesha.pid "$S"/rpcbind.pid; do
+		[ -f "$f" ] && pids_seen+=("$(cat "$f")")
+	done
+}
+
+cleanup() {
+	local rc=$? p
+	remember_pids
+	[ -f "$S/stack.env" ] && "$stack" down "$S" || true
+	if mountpoint -q "$M" 2>/dev/null; then
+		echo "FAIL: $M still mounted after teardown; unmounting"
+		umount -l "$M" || true
+		rc=1
+	fi
+	for p in "${pids_seen[@]}"; do
+		if [ -d "/proc/$p" ] && grep -qE 'fhmap-unionfs|ganesha|rpcbind' "/proc/$p/comm" 2>/dev/null; then
+			echo "FAIL: process $p ($(cat "/proc/$p/comm")) survived teardown"
+			rc=1
+		fi
+	done
+	for p in "${watch_paths[@]}"; do
+		if [ -e "$p" ] && [ -z "${existed[$p]:-}" ]; then
+			echo "FAIL: $p left behind"
+			rc=1
+		fi
+	done
+	if [ "$rc" != 0 ] && [ -d "$S" ]; then
+		for f in "$S"/fuse.log "$S"/ganesha.log; do
+			[ -f "$f" ] && { echo "--- tail of $f"; tail -n 25 "$f"; }
+		done
+	fi
+	mountpoint -q "$M" 2>/dev/null || rm -rf "$t"
+	echo "elapsed $(($(date +%s) - started)) s"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+nfs() { "$client_bin" -p "$nfs_port" -m "$mnt_port" "$@"; }
+pass() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+
+# expect_read VERS PATH CONTENT: READ through the saved handle of PATH.
+expect_read() {
+	local got
+	if got=$(nfs read "$H" "$1" "$2" 2>"$t/err"); then
+		[ "$got" = "$3" ] && pass "$1 READ $2 = '$3'" || fail "$1 READ $2 = '$got', expected '$3'"
+	else
+		fail "$1 READ $2: $(cat "$t/err")"
+	fi
+}
+
+# expect_status VERS PATH STATUS: READ through the saved handle must fail so.
+expect_status() {
+	if nfs read "$H" "$1" "$2" >/dev/null 2>"$t/err"; then
+		fail "$1 READ $2 succeeded, expected $3"
+	elif grep -q "$3" "$t/err"; then
+		pass "$1 READ $2 -> $3"
+	else
+		fail "$1 READ $2: $(cat "$t/err"), expected $3"
+	fi
+}
+
+# attr VERS PATH KEY: a GETATTR field through the saved handle.
+attr() { nfs getattr "$H" "$1" "$2" 2>"$t/err" | tr ' ' '\n' | sed -n "s/^$3=//p"; }
+
+both() { local f=$1; shift; "$f" v3 "$@"; "$f" v4 "$@"; }
+
+step() { echo "== $*"; }
+
+# 1. Layers and stack.
+mkdir -p "$L/dir/sub" "$L/dir/empty" "$U" "$M"
+printf 'one' >"$L/file1.txt"
+printf 'hard' >"$L/h1"
+ln "$L/h1" "$L/h2"
+printf 'deep' >"$L/dir/sub/deep.txt"
+printf 'x' >"$L/dir/x.txt"
+printf 'move me' >"$L/mv.txt"
+printf 'doomed' >"$L/gone.txt"
+
+step "1. mount fhmap-unionfs, start rpcbind and Ganesha"
+"$stack" up "$S" --export "$M" --pseudo /union --nfs-port "$nfs_port" --mnt-port "$mnt_port" \
+	--unionfs "$unionfs" --lower "$L" --upper "$U" --db "$t/db" || { fail "stack did not come up"; exit 1; }
+remember_pids
+dev_before=$(stat -c %d "$M")
+
+step "2. take NFSv3 and NFSv4 handles"
+paths=(file1.txt h1 h2 dir dir/sub dir/sub/deep.txt dir/x.txt mv.txt gone.txt)
+nfs take "$H" /union "${paths[@]}" || { fail "could not take handles"; exit 1; }
+while read -r vers path hex; do
+	max=64
+	[ "$vers" = v4 ] && max=128
+	[ $((${#hex} / 2)) -le "$max" ] || fail "$vers handle of $path is $((${#hex} / 2)) bytes"
+done <"$H"
+both expect_read file1.txt one
+both expect_read h1 hard
+both expect_read h2 hard
+both expect_read dir/sub/deep.txt deep
+[ "$(attr v3 dir type)" = dir ] && pass "v3 GETATTR dir: a directory" || fail "v3 GETATTR dir: $(cat "$t/err")"
+[ "$(attr v4 dir/sub type)" = dir ] && pass "v4 GETATTR dir/sub: a directory" || fail "v4 GETATTR dir/sub: $(cat "$t/err")"
+id_h1=$(attr v3 h1 fileid)
+id_h2=$(attr v4 h2 fileid)
+[ -n "$id_h1" ] && [ "$id_h1" = "$id_h2" ] && [ "$(attr v3 h2 nlink)" = 2 ] &&
+	pass "hardlinks h1/h2 share fileid $id_h1, nlink 2" || fail "hardlinks: fileid '$id_h1' vs '$id_h2'"
+
+step "3. write through one handle (copy-up), read through the hardlink sibling"
+[ -e "$U/h1" ] || [ -e "$U/h2" ] && fail "h1 is on the upper layer before any write"
+nfs write "$H" v3 h1 0 "HARD-written-over-v3" 2>"$t/err" && pass "v3 WRITE through h1's handle" ||
+	fail "v3 WRITE h1: $(cat "$t/err")"
+[ -e "$U/h1" ] && pass "h1 was copied up" || fail "h1 is not on the upper layer after the write"
+both expect_read h2 HARD-written-over-v3
+both expect_read h1 HARD-written-over-v3
+[ "$(attr v4 h1 fileid)" = "$id_h1" ] && [ "$(attr v3 h2 fileid)" = "$id_h1" ] &&
+	pass "h1/h2 keep fileid $id_h1 after copy-up" || fail "fileid changed by copy-up"
+nfs write "$H" v4 file1.txt 0 "ONE-written-over-v4" 2>"$t/err" && pass "v4 WRITE through file1.txt's handle" ||
+	fail "v4 WRITE file1.txt: $(cat "$t/err")"
+[ -e "$U/file1.txt" ] && pass "file1.txt was copied up" || fail "file1.txt not copied up"
+both expect_read file1.txt ONE-written-over-v4
+
+step "4. rename a file and a directory over NFS"
+nfs rename /union mv.txt dir/sub/moved.txt 2>"$t/err" && pass "RENAME mv.txt -> dir/sub/moved.txt" ||
+	fail "RENAME mv.txt: $(cat "$t/err")"
+nfs rename /union dir dir2 2>"$t/err" && pass "RENAME dir -> dir2 (a lower directory)" ||
+	fail "RENAME dir: $(cat "$t/err")"
+both expect_read mv.txt "move me"
+both expect_read dir/sub/deep.txt deep
+both expect_read dir/x.txt x
+[ "$(attr v3 dir type)" = dir ] && [ "$(attr v4 dir/sub type)" = dir ] &&
+	pass "directory handles still work after the rename" || fail "directory handle after rename: $(cat "$t/err")"
+nfs take "$t/fresh" /union dir2/sub/deep.txt dir2/sub/moved.txt >/dev/null 2>"$t/err" || fail "lookup after rename: $(cat "$t/err")"
+for v in v3 v4; do
+	[ "$(grep "^$v dir/sub/deep.txt " "$H" | cut -d' ' -f3)" = "$(grep "^$v dir2/sub/deep.txt " "$t/fresh" | cut -d' ' -f3)" ] &&
+		pass "$v handle of deep.txt is byte-identical under its new path" || fail "$v handle of deep.txt changed with the rename"
+done
+
+step "5. remove gone.txt; restart: stop Ganesha, stop FUSE, drop caches, start FUSE, start Ganesha"
+nfs remove /union gone.txt 2>"$t/err" && pass "REMOVE gone.txt" || fail "REMOVE gone.txt: $(cat "$t/err")"
+remember_pids
+t0=$(date +%s%N)
+"$stack" restart "$S" || { fail "restart failed"; exit 1; }
+remember_pids
+echo "restart cycle took $((($(date +%s%N) - t0) / 1000000)) ms"
+[ "$(stat -c %d "$M")" = "$dev_before" ] && pass "FUSE mount kept device number $dev_before" ||
+	fail "device number changed"
+both expect_read file1.txt ONE-written-over-v4
+both expect_read h1 HARD-written-over-v3
+both expect_read h2 HARD-written-over-v3
+both expect_read dir/sub/deep.txt deep
+both expect_read dir/x.txt x
+both expect_read mv.txt "move me"
+[ "$(attr v3 dir/sub type)" = dir ] && [ "$(attr v4 dir type)" = dir ] &&
+	pass "directory handles work after the restart" || fail "directory handle after restart: $(cat "$t/err")"
+[ "$(attr v4 h2 fileid)" = "$id_h1" ] && pass "h2 keeps fileid $id_h1 after the restart" || fail "fileid changed by restart"
+expect_status v3 gone.txt NFS3ERR_STALE
+expect_status v4 gone.txt NFS4ERR_STALE
+nfs write "$H" v3 dir/x.txt 0 "x-after-restart" 2>"$t/err" && pass "v3 WRITE dir2/x.txt (copy-up after restart)" ||
+	fail "v3 WRITE dir/x.txt: $(cat "$t/err")"
+both expect_read dir/x.txt x-after-restart
+
+step "6. tear down"
+remember_pids
+"$stack" down "$S" || fail "teardown reported an error"
+[ "$fails" = 0 ] && echo "PASS: every saved NFS handle survived" || echo "$fails check(s) failed"
+[ "$fails" = 0 ]
