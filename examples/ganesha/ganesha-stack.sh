@@ -240,11 +240,17 @@ cmd_up() {
 		-e "s|@NFS_PORT@|$nfs_port|g" -e "s|@MNT_PORT@|$mnt_port|g" -e "s|@EXPORT_ID@|77|g" \
 		"$here/ganesha.conf.in" >"$state/ganesha.conf"
 	load_env "$state"
-	trap 'rc=$?; [ "$rc" = 0 ] || cmd_down' EXIT
+	trap up_failed EXIT
 	start_fuse
 	start_rpcbind
 	start_ganesha
 	trap - EXIT
+}
+
+# Leaves nothing running when `up` fails half-way.
+up_failed() {
+	local rc=$?
+	[ "$rc" = 0 ] || cmd_down
 }
 
 cmd_down() {
