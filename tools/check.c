@@ -1,0 +1,407 @@
+/* fhmapctl: the consistency scan shared by check, repair and gc. It visits
+ * every object once, then the copy-up intents, then compares index entry
+ * counts. Fixes are the callback's business. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+
+const char *check_kind_name(enum check_kind kind)
+{
+	static const char *const names[] = {
+		[CHECK_INDEX_MISSING] = "index-missing",
+		[CHECK_INDEX_CONFLICT] = "index-conflict",
+		[CHECK_INDEX_DANGLING] = "index-dangling",
+		[CHECK_PATH] = "path",
+		[CHECK_STATE] = "state",
+		[CHECK_COPYUP_CRASHED] = "copyup-crashed",
+		[CHECK_COPYUP_RUNNING] = "copyup-running",
+		[CHECK_LAYER_UNREACHABLE] = "layer-unreachable",
+		[CHECK_HANDLE_STALE] = "handle-stale",
+		[CHECK_HINT_MISSING] = "hint-missing",
+		[CHECK_HINT_MISMATCH] = "hint-mismatch",
+	};
+
+	return names[kind];
+}
+
+/* Per-layer state of a deep scan: root directory descriptor or -1. */
+struct scan_layer {
+	fhmap_layer layer;
+	int fd;
+};
+
+struct scan {
+	fhmap *map;
+	int deep;
+	check_fn fn;
+	void *ctx;
+	struct check_totals *t;
+	struct scan_layer *layers;
+	size_t nlayers;
+	uint64_t good_origin, good_upper; /* index entries that map back */
+	char path[CTL_PATH_MAX];          /* of the object being visited */
+};
+
+static int report(struct scan *s, struct check_problem *p)
+{
+	if (p->kind != CHECK_COPYUP_RUNNING)
+		s->t->problems++;
+	if (!p->path)
+		p->path = "";
+	return s->fn(s->ctx, s->map, p);
+}
+
+static void problem_init(struct check_problem *p, enum check_kind kind, const fhmap_object *o,
+                         const char *path)
+{
+	memset(p, 0, sizeof(*p));
+	p->kind = kind;
+	p->path = path;
+	if (o) {
+		p->obj = *o;
+		p->ino = o->ino;
+	}
+}
+
+static struct scan_layer *scan_layer_find(struct scan *s, uint32_t id)
+{
+	for (size_t i = 0; i < s->nlayers; i++)
+		if (s->layers[i].layer.id == id)
+			return &s->layers[i];
+	return NULL;
+}
+
+/* Every real handle of a live object must be indexed to that object. */
+static void check_index(struct scan *s, const fhmap_object *o, int upper)
+{
+	const fhmap_realfh *fh = upper ? &o->upper : &o->origin;
+	const char *which = upper ? "upper" : "origin";
+	struct check_problem p;
+	uint64_t found = 0;
+	int r = upper ? fhmap_lookup_upper(&found, s->map, fh) : fhmap_lookup_origin(&found, s->map, fh);
+
+	if (r == 0 && found == o->ino) {
+		upper ? s->good_upper++ : s->good_origin++;
+		return;
+	}
+	if (r != 0 && r != -ENOENT) {
+		s->t->error = r;
+		return;
+	}
+	problem_init(&p, r ? CHECK_INDEX_MISSING : CHECK_INDEX_CONFLICT, o, s->path);
+	p.which = which;
+	p.layer = fh->layer;
+	if (r)
+		snprintf(p.reason, sizeof(p.reason), "%s index entry missing", which);
+	else
+		snprintf(p.reason, sizeof(p.reason),
+		         "%s handle is indexed to object %" PRIu64 " instead", which, found);
+	if (report(s, &p) && r)
+		upper ? s->good_upper++ : s->good_origin++;
+}
+
+static const char *state_contradiction(const fhmap_object *o)
+{
+	switch (o->state) {
+	case FHMAP_STATE_ORIGIN:
+		if (!o->has_origin)
+			return "state origin but no origin handle";
+		return o->has_upper ? "state origin but it has an upper handle" : NULL;
+	case FHMAP_STATE_COPYUP:
+		return o->has_origin ? NULL : "state copyup but no origin handle";
+	case FHMAP_STATE_UPPER:
+		return o->has_upper ? NULL : "state upper but no upper handle";
+	default:
+		return "unknown state";
+	}
+}
+
+int check_fresh_handle(fhmap_realfh *out, fhmap *map, uint32_t layer, const char *path,
+                       uint32_t type)
+{
+	char full[2 * CTL_PATH_MAX];
+	fhmap_layer l;
+	struct stat st;
+	int r = fhmap_layer_get(&l, map, layer);
+
+	if (r != 0)
+		return r;
+	snprintf(full, sizeof(full), "%s/%s", l.root, ctl_layer_rel(path));
+	if (lstat(full, &st) != 0)
+		return -errno;
+	if ((st.st_mode & S_IFMT) != (type & S_IFMT))
+		return -EMEDIUMTYPE;
+	return fhmap_realfh_from_path(out, map, layer, ctl_layer_rel(path));
+}
+
+/* Compares the object a real handle opens with the file at the name hint. */
+static void check_hint(struct scan *s, const fhmap_object *o, const fhmap_realfh *fh, int fd,
+                       const char *which)
+{
+	struct scan_layer *sl = scan_layer_find(s, fh->layer);
+	const char *rel = ctl_layer_rel(s->path);
+	struct check_problem p;
+	struct stat a, b;
+
+	if (fstat(fd, &a) != 0)
+		return;
+	problem_init(&p, CHECK_HINT_MISSING, o, s->path);
+	p.which = which;
+	p.layer = fh->layer;
+	if (fstatat(sl->fd, rel[0] ? rel : ".", &b, AT_SYMLINK_NOFOLLOW) != 0) {
+		snprintf(p.reason, sizeof(p.reason), "%s handle opens, but no file at %s on layer %u",
+		         which, s->path, (unsigned)fh->layer);
+		report(s, &p);
+	} else if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		p.kind = CHECK_HINT_MISMATCH;
+		snprintf(p.reason, sizeof(p.reason),
+		         "%s handle opens another file than %s on layer %u (layer copied or file "
+		         "replaced?)",
+		         which, s->path, (unsigned)fh->layer);
+		p.has_fresh = check_fresh_handle(&p.fresh, s->map, fh->layer, s->path, o->type) == 0;
+		report(s, &p);
+	}
+}
+
+/* --deep: the real handle opens on its layer and names the hinted file. */
+static void check_real(struct scan *s, const fhmap_object *o, int upper)
+{
+	const fhmap_realfh *fh = upper ? &o->upper : &o->origin;
+	const char *which = upper ? "upper" : "origin";
+	struct scan_layer *sl = scan_layer_find(s, fh->layer);
+	int lives_here = upper || o->state != FHMAP_STATE_UPPER;
+	struct check_problem p;
+	int fd = -1, r;
+
+	if (!sl || sl->fd < 0)
+		return; /* unknown or unreachable layer: reported once */
+	r = fhmap_open_real(&fd, s->map, fh, O_PATH);
+	if (r == 0) {
+		if (lives_here && s->path[0])
+			check_hint(s, o, fh, fd, which);
+		close(fd);
+		return;
+	}
+	problem_init(&p, CHECK_HANDLE_STALE, o, s->path);
+	p.which = which;
+	p.layer = fh->layer;
+	snprintf(p.reason, sizeof(p.reason), "%s handle does not open on layer %u: %s", which,
+	         (unsigned)fh->layer, strerror(-r));
+	if (s->path[0])
+		p.has_fresh = check_fresh_handle(&p.fresh, s->map, fh->layer, s->path, o->type) == 0;
+	report(s, &p);
+}
+
+static void check_object(struct scan *s, const fhmap_object *o)
+{
+	struct check_problem p;
+	const char *bad;
+	int r;
+
+	if (o->state == FHMAP_STATE_UNLINKED)
+		return;
+	r = ctl_object_path(s->path, sizeof(s->path), s->map, o->ino);
+	if (r != 0) {
+		problem_init(&p, CHECK_PATH, o, "");
+		snprintf(p.reason, sizeof(p.reason),
+		         "path cannot be rebuilt from name hints (parent %" PRIu64 ", name \"%s\"): %s",
+		         o->parent, o->name, fhmap_strerror(r));
+		report(s, &p);
+	}
+	bad = state_contradiction(o);
+	if (bad) {
+		problem_init(&p, CHECK_STATE, o, s->path);
+		snprintf(p.reason, sizeof(p.reason), "%s", bad);
+		report(s, &p);
+	}
+	if (o->has_origin)
+		check_index(s, o, 0);
+	if (o->has_upper)
+		check_index(s, o, 1);
+	if (s->deep && o->has_origin)
+		check_real(s, o, 0);
+	if (s->deep && o->has_upper)
+		check_real(s, o, 1);
+}
+
+static void walk_objects(struct scan *s)
+{
+	struct ctl_progress bar;
+	fhmap_iter *it;
+	fhmap_object o;
+	int r = fhmap_iter_new(&it, s->map, 0);
+
+	if (r != 0) {
+		s->t->error = r;
+		return;
+	}
+	ctl_progress_start(&bar, s->deep ? "deep check" : "check", ctl_object_bound(s->map));
+	while (!s->t->error && (r = fhmap_iter_next(&o, it)) == 0) {
+		s->t->objects++;
+		check_object(s, &o);
+		ctl_progress_update(&bar, o.ino);
+	}
+	ctl_progress_end(&bar);
+	fhmap_iter_free(it);
+	if (r != 0 && r != -ENOENT && !s->t->error)
+		s->t->error = r;
+}
+
+static void check_intent(struct scan *s, const fhmap_copyup_intent *in)
+{
+	struct check_problem p;
+	fhmap_object o;
+	int r = fhmap_get(&o, s->map, in->ino);
+
+	if (r == -ENOENT) {
+		problem_init(&p, CHECK_STATE, NULL, "");
+		p.ino = in->ino;
+		p.intent = *in;
+		snprintf(p.reason, sizeof(p.reason), "copy-up intent for an object not in the map");
+		report(s, &p);
+		return;
+	}
+	if (r == 0 && o.state != FHMAP_STATE_COPYUP) {
+		problem_init(&p, CHECK_STATE, &o, "");
+		snprintf(p.reason, sizeof(p.reason), "copy-up intent pending but state is %s",
+		         ctl_state_name(o.state));
+		report(s, &p);
+		return;
+	}
+	if (r != 0) {
+		s->t->error = r;
+		return;
+	}
+	ctl_object_path(s->path, sizeof(s->path), s->map, o.ino);
+	problem_init(&p, CHECK_COPYUP_CRASHED, &o, s->path);
+	p.intent = *in;
+	p.layer = in->upper_layer;
+	p.has_fresh = s->path[0] &&
+	              check_fresh_handle(&p.fresh, s->map, in->upper_layer, s->path, o.type) == 0;
+	if (ctl_pid_alive(in->pid)) {
+		p.kind = CHECK_COPYUP_RUNNING;
+		snprintf(p.reason, sizeof(p.reason), "copy-up in progress by running pid %u",
+		         (unsigned)in->pid);
+	} else {
+		snprintf(p.reason, sizeof(p.reason), "crashed copy-up to layer %u (pid %u gone); %s",
+		         (unsigned)in->upper_layer, (unsigned)in->pid,
+		         p.has_fresh ? "upper file present: repair rolls it forward"
+		                     : "no upper file: repair rolls it back");
+	}
+	/* A roll forward adds an upper index entry that maps back. */
+	if (report(s, &p) && p.has_fresh)
+		s->good_upper++;
+}
+
+static void walk_intents(struct scan *s)
+{
+	fhmap_copyup_intent *in = NULL;
+	size_t n = 0, cap = 0;
+	int r;
+
+	/* The list may grow between the two calls; retry until it fits. */
+	do {
+		free(in);
+		cap = n + 16;
+		in = calloc(cap, sizeof(*in));
+		if (!in) {
+			s->t->error = -ENOMEM;
+			return;
+		}
+		r = fhmap_copyup_pending(in, cap, &n, s->map);
+	} while (r == 0 && n > cap);
+	for (size_t k = 0; r == 0 && k < n && !s->t->error; k++) {
+		s->t->pending++;
+		check_intent(s, &in[k]);
+	}
+	if (r != 0)
+		s->t->error = r;
+	free(in);
+}
+
+/* Entries beyond those that map back to their object point nowhere. */
+static void check_counts(struct scan *s)
+{
+	fhmap_map_stats st;
+	struct check_problem p;
+	int r = fhmap_stats(&st, s->map);
+
+	if (r != 0) {
+		s->t->error = r;
+		return;
+	}
+	for (int upper = 0; upper < 2; upper++) {
+		uint64_t entries = upper ? st.upper_entries : st.origin_entries;
+		uint64_t good = upper ? s->good_upper : s->good_origin;
+
+		if (entries <= good)
+			continue;
+		problem_init(&p, CHECK_INDEX_DANGLING, NULL, "");
+		p.which = upper ? "upper" : "origin";
+		p.count = entries - good;
+		snprintf(p.reason, sizeof(p.reason),
+		         "%" PRIu64 " %s index entries belong to no object (%" PRIu64
+		         " entries, %" PRIu64 " map back)",
+		         p.count, p.which, entries, good);
+		report(s, &p);
+	}
+}
+
+static void open_layers(struct scan *s)
+{
+	fhmap_layer *ls;
+	size_t n;
+	int r = ctl_layers_load(&ls, &n, s->map);
+
+	if (r != 0) {
+		s->t->error = r;
+		return;
+	}
+	s->layers = calloc(n ? n : 1, sizeof(*s->layers));
+	if (!s->layers) {
+		free(ls);
+		s->t->error = -ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct check_problem p;
+
+		s->layers[i].layer = ls[i];
+		s->layers[i].fd = open(ls[i].root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		s->nlayers++;
+		if (!s->deep || s->layers[i].fd >= 0)
+			continue;
+		problem_init(&p, CHECK_LAYER_UNREACHABLE, NULL, "");
+		p.layer = ls[i].id;
+		snprintf(p.reason, sizeof(p.reason),
+		         "layer %u root %s cannot be opened: %s (mount it, or if it moved run "
+		         "'fhmapctl rebase DB %u NEWROOT'); its handles were not checked",
+		         (unsigned)ls[i].id, ls[i].root, strerror(errno), (unsigned)ls[i].id);
+		report(s, &p);
+	}
+	free(ls);
+}
+
+void check_scan(struct check_totals *t, fhmap *map, int deep, check_fn fn, void *ctx)
+{
+	struct scan s = { .map = map, .deep = deep, .fn = fn, .ctx = ctx, .t = t };
+
+	memset(t, 0, sizeof(*t));
+	open_layers(&s);
+	if (!t->error)
+		walk_objects(&s);
+	if (!t->error)
+		walk_intents(&s);
+	if (!t->error)
+		check_counts(&s);
+	for (size_t i = 0; i < s.nlayers; i++)
+		if (s.layers[i].fd >= 0)
+			close(s.layers[i].fd);
+	free(s.layers);
+}
