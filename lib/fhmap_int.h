@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "fhmap/fhmap.h"
 
@@ -42,6 +43,10 @@ struct fhmap {
 	size_t nlayer_fds;
 	fhmap_log_fn log;
 	void *log_ctx;
+	dev_t dev;                /* identity of the map directory, */
+	ino_t dir_ino;            /* registered while open, */
+	pid_t pid;                /* by this process */
+	struct fhmap *next_open;
 };
 
 /* ---- errors.c ---- */

@@ -25,6 +25,45 @@ static _Thread_local struct {
 
 static _Thread_local unsigned int tl_slot_hint;
 
+/* Maps open in this process. LMDB forbids opening an environment twice in
+ * one process (closing the second copy would drop the first's locks). */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static fhmap *open_maps;
+
+static int register_open(fhmap *m, const char *path)
+{
+	struct stat st;
+	int rc = 0;
+
+	if (stat(path, &st) != 0)
+		return -errno;
+	pthread_mutex_lock(&open_lock);
+	/* Entries of a parent process are void in a forked child. */
+	for (fhmap *o = open_maps; o; o = o->next_open)
+		if (o->dev == st.st_dev && o->dir_ino == st.st_ino && o->pid == getpid())
+			rc = -EBUSY;
+	if (rc == 0) {
+		m->dev = st.st_dev;
+		m->dir_ino = st.st_ino;
+		m->pid = getpid();
+		m->next_open = open_maps;
+		open_maps = m;
+	}
+	pthread_mutex_unlock(&open_lock);
+	return rc;
+}
+
+static void unregister_open(fhmap *m)
+{
+	pthread_mutex_lock(&open_lock);
+	for (fhmap **p = &open_maps; *p; p = &(*p)->next_open)
+		if (*p == m) {
+			*p = m->next_open;
+			break;
+		}
+	pthread_mutex_unlock(&open_lock);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Map size */
 
@@ -672,6 +711,10 @@ int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
 		return rc;
 	if (!(m = calloc(1, sizeof(*m))))
 		return -ENOMEM;
+	if ((rc = register_open(m, path)) != 0) {
+		free(m);
+		return rc;
+	}
 	m->read_only = !!(o.flags & FHMAP_OPEN_RDONLY);
 	m->sync = o.sync;
 	m->max_map_size = o.max_map_size;
@@ -728,6 +771,7 @@ void fhmap_close(fhmap *m)
 		mdb_env_close(m->env);
 	pthread_rwlock_destroy(&m->resize_lock);
 	pthread_mutex_destroy(&m->fd_lock);
+	unregister_open(m);
 	free(m);
 }
 

@@ -156,6 +156,8 @@ typedef struct fhmap_open_options {
  * random generation base, so handles of a lost or recreated map never
  * resolve to an object of the new one. Copy-up intents left by a crash are
  * reported through the log callback; list them with fhmap_copyup_pending().
+ * A map may be open once per process (an LMDB rule): share the ::fhmap
+ * among threads; other processes may open it at the same time.
  *
  * @param out Receives the map.
  * @param path Directory of the map (created with FHMAP_OPEN_CREATE).
@@ -166,7 +168,8 @@ typedef struct fhmap_open_options {
  *   -EMEDIUMTYPE (@p path holds something that is not a libfhmap map),
  *   -EPROTONOSUPPORT (map written by another, unsupported format version),
  *   -EUCLEAN (map is damaged), -EACCES, -EROFS (cannot create on a read-only
- *   filesystem), -ENOSPC, -ENOMEM, -EIO, -EUSERS (no free LMDB reader slot).
+ *   filesystem), -EBUSY (this process has the map open already), -ENOSPC,
+ *   -ENOMEM, -EIO, -EUSERS (no free LMDB reader slot).
  */
 FHMAP_EXTERN int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts);
 
@@ -745,6 +748,11 @@ FHMAP_EXTERN int fhmap_decode(fhmap_decoded *out, fhmap *map, const void *fh, si
  * batch, the batch is rolled back: that update and every later call until
  * fhmap_batch_abort() return -EAGAIN, and the caller redoes the batch (the
  * map has grown by then). Keep batches to a few thousand updates.
+ *
+ * Object numbers and generations handed out inside a batch are final only
+ * when it commits: after an abort or roll-back the same numbers are handed
+ * out again, so do not publish them (as st_ino, FUSE nodeids or handles)
+ * before fhmap_batch_commit() returned 0.
  *
  * @param map The map.
  * @return 0, -EINVAL, -EBUSY (this thread already has a batch), -EROFS,

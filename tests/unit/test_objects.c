@@ -1,0 +1,291 @@
+/* Objects: binding, hardlinks, name hints, rename, unlink, repair,
+ * indexes, iteration, statistics. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+START_TEST(hardlinks_bind_to_one_object)
+{
+	char a[600], b[600];
+	fhmap_object obj;
+	uint64_t x, y, z;
+
+	fx_make("lower/a", "shared");
+	fx_path(a, sizeof(a), "lower/a");
+	fx_path(b, sizeof(b), "lower/b");
+	ck_assert_int_eq(link(a, b), 0);
+	fx_make("lower/c", "other");
+	x = fx_bind("a", fx.root, "a");
+	y = fx_bind("b", fx.root, "b");
+	z = fx_bind("c", fx.root, "c");
+	ck_assert_uint_eq(x, y);
+	ck_assert_uint_ne(x, z);
+	CK_OK(fhmap_get(&obj, fx.map, y));
+	ck_assert_str_eq(obj.name, "a"); /* the first link stays the primary one */
+	ck_assert_int_eq(obj.state, FHMAP_STATE_ORIGIN);
+	ck_assert(obj.has_origin && !obj.has_upper);
+	ck_assert_uint_eq(obj.type, S_IFREG);
+	CK_OK(fhmap_lookup_origin(&z, fx.map, &obj.origin));
+	ck_assert_uint_eq(z, x);
+}
+END_TEST
+
+START_TEST(bind_validates)
+{
+	fhmap_realfh fh = fx_fake_fh(fx.lower_id, 9), bad;
+	uint64_t ino, file;
+	char longname[FHMAP_NAME_MAX + 2];
+
+	fx_make("lower/f", "x");
+	file = fx_bind("f", fx.root, "f");
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, fx.root, longname, S_IFREG), -ENAMETOOLONG);
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, fx.root, "a/b", S_IFREG), -EINVAL);
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, fx.root, "..", S_IFREG), -EINVAL);
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, fx.root, "", S_IFREG), -EINVAL);
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, fx.root, "x", 0777), -EINVAL);
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, 999, "x", S_IFREG), -ENOENT);
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, file, "x", S_IFREG), -ENOTDIR);
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, 0, "", S_IFDIR), -EEXIST); /* a second root */
+	bad = fh;
+	bad.layer = 77;
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &bad, fx.root, "x", S_IFREG), -ENXIO);
+	bad.layer = fx.upper_id; /* origins live on lower layers */
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &bad, fx.root, "x", S_IFREG), -ENXIO);
+	ck_assert_int_eq(fhmap_create_upper(&ino, fx.map, &fh, fx.root, "x", S_IFREG), -ENXIO);
+	bad = fh;
+	bad.len = 0;
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &bad, fx.root, "x", S_IFREG), -EINVAL);
+	bad.len = FHMAP_REALFH_MAX + 1;
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &bad, fx.root, "x", S_IFREG), -EINVAL);
+	/* The same handle bound as another type: the map refuses to mix them. */
+	CK_OK(fhmap_bind(&ino, fx.map, &fh, fx.root, "x", S_IFREG));
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, fx.root, "x", S_IFDIR), -EINVAL);
+	CK_OK(fhmap_unlink(fx.map, file));
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, file, "x", S_IFREG), 0); /* existing: no parent check */
+	fh = fx_fake_fh(fx.lower_id, 10);
+	ck_assert_int_eq(fhmap_bind(&ino, fx.map, &fh, file, "y", S_IFREG), -ESTALE);
+}
+END_TEST
+
+START_TEST(rename_updates_hints_and_paths)
+{
+	uint64_t g, p, c, f, other;
+	char path[FHMAP_PATH_MAX];
+
+	fx_make("lower/g/", NULL);
+	fx_make("lower/g/p/", NULL);
+	fx_make("lower/g/p/c/", NULL);
+	fx_make("lower/g/p/c/f", "x");
+	fx_make("lower/other/", NULL);
+	g = fx_bind("g", fx.root, "g");
+	p = fx_bind("g/p", g, "p");
+	c = fx_bind("g/p/c", p, "c");
+	f = fx_bind("g/p/c/f", c, "f");
+	other = fx_bind("other", fx.root, "other");
+	CK_OK(fhmap_path(path, sizeof(path), fx.map, f));
+	ck_assert_str_eq(path, "/g/p/c/f");
+	CK_OK(fhmap_path(path, sizeof(path), fx.map, fx.root));
+	ck_assert_str_eq(path, "/");
+
+	CK_OK(fhmap_rename(fx.map, f, c, "f2"));
+	CK_OK(fhmap_rename(fx.map, p, g, "p2"));
+	CK_OK(fhmap_rename(fx.map, g, other, "g2")); /* grandparent moves to a new parent */
+	CK_OK(fhmap_path(path, sizeof(path), fx.map, f));
+	ck_assert_str_eq(path, "/other/g2/p2/c/f2");
+	fx_reopen();
+	CK_OK(fhmap_path(path, sizeof(path), fx.map, f));
+	ck_assert_str_eq(path, "/other/g2/p2/c/f2");
+
+	ck_assert_int_eq(fhmap_path(path, 8, fx.map, f), -ERANGE);
+	ck_assert_int_eq(fhmap_rename(fx.map, g, c, "loop"), -EINVAL);  /* below itself */
+	ck_assert_int_eq(fhmap_rename(fx.map, g, g, "loop"), -EINVAL);
+	ck_assert_int_eq(fhmap_rename(fx.map, fx.root, g, "r"), -EINVAL);
+	ck_assert_int_eq(fhmap_rename(fx.map, c, f, "x"), -ENOTDIR);
+	ck_assert_int_eq(fhmap_rename(fx.map, c, 999, "x"), -ENOENT);
+	ck_assert_int_eq(fhmap_rename(fx.map, c, p, "a/b"), -EINVAL);
+	CK_OK(fhmap_unlink(fx.map, f));
+	ck_assert_int_eq(fhmap_rename(fx.map, f, c, "back"), -ESTALE);
+	ck_assert_int_eq(fhmap_path(path, sizeof(path), fx.map, f), -ESTALE);
+}
+END_TEST
+
+START_TEST(unlink_tombstones)
+{
+	fhmap_object before, after;
+	uint64_t f, again;
+
+	fx_make("lower/f", "x");
+	f = fx_bind("f", fx.root, "f");
+	CK_OK(fhmap_copyup_begin(fx.map, f, fx.upper_id));
+	CK_OK(fhmap_get(&before, fx.map, f));
+	CK_OK(fhmap_unlink(fx.map, f));
+	CK_OK(fhmap_get(&after, fx.map, f));
+	ck_assert_int_eq(after.state, FHMAP_STATE_UNLINKED);
+	ck_assert_uint_ne(after.gen, before.gen);
+	ck_assert_int_eq(fhmap_lookup_origin(&again, fx.map, &before.origin), -ENOENT);
+	size_t n = 1;
+	CK_OK(fhmap_copyup_pending(NULL, 0, &n, fx.map));
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(fhmap_unlink(fx.map, f), -ESTALE);
+	ck_assert_int_eq(fhmap_gen_bump(NULL, fx.map, f), -ESTALE);
+	ck_assert_int_eq(fhmap_unlink(fx.map, fx.root), -EINVAL);
+	ck_assert_int_eq(fhmap_unlink(fx.map, 4242), -ENOENT);
+	ck_assert_int_eq(fhmap_purge(fx.map, fx.root), -EBUSY);
+	CK_OK(fhmap_purge(fx.map, f));
+	ck_assert_int_eq(fhmap_get(&after, fx.map, f), -ENOENT);
+}
+END_TEST
+
+START_TEST(create_upper_objects)
+{
+	fhmap_object obj;
+	fhmap_realfh fh;
+	uint64_t d, f, again;
+	char path[256];
+
+	fx_make("upper/newdir/", NULL);
+	fx_make("upper/newdir/new", "born upstairs");
+	fh = fx_realfh(fx.upper_id, "newdir");
+	CK_OK(fhmap_create_upper(&d, fx.map, &fh, fx.root, "newdir", S_IFDIR));
+	fh = fx_realfh(fx.upper_id, "newdir/new");
+	CK_OK(fhmap_create_upper(&f, fx.map, &fh, d, "new", S_IFREG));
+	CK_OK(fhmap_create_upper(&again, fx.map, &fh, d, "new", S_IFREG));
+	ck_assert_uint_eq(again, f);
+	CK_OK(fhmap_get(&obj, fx.map, f));
+	ck_assert_int_eq(obj.state, FHMAP_STATE_UPPER);
+	ck_assert(!obj.has_origin && obj.has_upper);
+	CK_OK(fhmap_lookup_upper(&again, fx.map, &fh));
+	ck_assert_uint_eq(again, f);
+	ck_assert_int_eq(fhmap_lookup_origin(&again, fx.map, &fh), -ENOENT);
+	CK_OK(fhmap_path(path, sizeof(path), fx.map, f));
+	ck_assert_str_eq(path, "/newdir/new");
+	ck_assert_int_eq(fhmap_copyup_begin(fx.map, f, fx.upper_id), -EEXIST);
+}
+END_TEST
+
+/* Repair: a lost index entry comes back, a layer copied elsewhere gets its
+ * new handles, dangling entries can be dropped, valid ones cannot. */
+START_TEST(update_and_index_repair)
+{
+	fhmap_index_entry e;
+	fhmap_object obj;
+	fhmap_realfh old, moved = fx_fake_fh(fx.lower_id, 555);
+	uint64_t f, g, ino;
+	unsigned int entries = 0;
+	int rc;
+
+	fx_make("lower/f", "x");
+	fx_make("lower/g", "y");
+	f = fx_bind("f", fx.root, "f");
+	g = fx_bind("g", fx.root, "g");
+	CK_OK(fhmap_get(&obj, fx.map, f));
+	old = obj.origin;
+	for (rc = fhmap_index_next(&e, fx.map, FHMAP_INDEX_ORIGIN, NULL); rc == 0;
+	     rc = fhmap_index_next(&e, fx.map, FHMAP_INDEX_ORIGIN, &e.fh))
+		entries++;
+	ck_assert_int_eq(rc, -ENOENT);
+	ck_assert_uint_eq(entries, 3);
+	ck_assert_int_eq(fhmap_index_remove(fx.map, FHMAP_INDEX_ORIGIN, &old), -EBUSY);
+
+	obj.origin = moved; /* as after a rebase */
+	strcpy(obj.name, "f-renamed");
+	CK_OK(fhmap_object_update(fx.map, &obj));
+	CK_OK(fhmap_lookup_origin(&ino, fx.map, &moved));
+	ck_assert_uint_eq(ino, f);
+	ck_assert_int_eq(fhmap_lookup_origin(&ino, fx.map, &old), -ENOENT);
+	CK_OK(fhmap_get(&obj, fx.map, f));
+	ck_assert_str_eq(obj.name, "f-renamed");
+
+	/* Another object's handle cannot be taken over. */
+	CK_OK(fhmap_get(&obj, fx.map, g));
+	obj.origin = moved;
+	ck_assert_int_eq(fhmap_object_update(fx.map, &obj), -EEXIST);
+	obj.has_origin = 0;
+	ck_assert_int_eq(fhmap_object_update(fx.map, &obj), -EINVAL);
+
+	/* Promote to upper by repair (crashed copy-up rolled forward). */
+	CK_OK(fhmap_get(&obj, fx.map, g));
+	obj.has_upper = 1;
+	obj.upper = fx_fake_fh(fx.upper_id, 777);
+	CK_OK(fhmap_object_update(fx.map, &obj));
+	CK_OK(fhmap_get(&obj, fx.map, g));
+	ck_assert_int_eq(obj.state, FHMAP_STATE_UPPER);
+	CK_OK(fhmap_lookup_upper(&ino, fx.map, &obj.upper));
+	ck_assert_uint_eq(ino, g);
+	CK_OK(fhmap_index_next(&e, fx.map, FHMAP_INDEX_UPPER, NULL));
+	ck_assert_uint_eq(e.ino, g);
+	ck_assert_int_eq(fhmap_index_next(&e, fx.map, FHMAP_INDEX_UPPER, &e.fh), -ENOENT);
+	ck_assert_int_eq(fhmap_index_remove(fx.map, FHMAP_INDEX_UPPER, &old), -ENOENT);
+}
+END_TEST
+
+START_TEST(iterate_and_count)
+{
+	fhmap_map_stats st;
+	fhmap_object obj;
+	fhmap_iter *it;
+	uint64_t f[5], seen = 0, last = 0;
+	int rc;
+
+	for (int i = 0; i < 5; i++) {
+		char rel[32], name[8];
+
+		snprintf(name, sizeof(name), "f%d", i);
+		snprintf(rel, sizeof(rel), "lower/%s", name);
+		fx_make(rel, "x");
+		f[i] = fx_bind(name, fx.root, name);
+	}
+	CK_OK(fhmap_unlink(fx.map, f[1]));
+	CK_OK(fhmap_copyup_begin(fx.map, f[2], fx.upper_id));
+	CK_OK(fhmap_iter_new(&it, fx.map, 0));
+	while ((rc = fhmap_iter_next(&obj, it)) == 0) {
+		ck_assert_uint_gt(obj.ino, last);
+		last = obj.ino;
+		seen++;
+		if (obj.ino == f[3]) /* updates while iterating are fine */
+			CK_OK(fhmap_rename(fx.map, f[4], fx.root, "renamed"));
+	}
+	ck_assert_int_eq(rc, -ENOENT);
+	ck_assert_int_eq(fhmap_iter_next(&obj, it), -ENOENT);
+	fhmap_iter_free(it);
+	ck_assert_uint_eq(seen, 6);
+	CK_OK(fhmap_iter_new(&it, fx.map, f[3]));
+	CK_OK(fhmap_iter_next(&obj, it));
+	ck_assert_uint_eq(obj.ino, f[3]);
+	fhmap_iter_free(it);
+	fhmap_iter_free(NULL);
+
+	CK_OK(fhmap_stats(&st, fx.map));
+	ck_assert_uint_eq(st.objects, 6);
+	ck_assert_uint_eq(st.origin_only, 4);
+	ck_assert_uint_eq(st.copying, 1);
+	ck_assert_uint_eq(st.unlinked, 1);
+	ck_assert_uint_eq(st.upper, 0);
+	ck_assert_uint_eq(st.origin_entries, 5);
+	ck_assert_uint_eq(st.pending, 1);
+	ck_assert_uint_eq(st.layers, 2);
+	ck_assert_uint_gt(st.leaf_pages, 0);
+	ck_assert_uint_ge(st.map_size, st.used_bytes);
+}
+END_TEST
+
+int main(void)
+{
+	TCase *tc;
+	Suite *s = fx_suite("objects", &tc);
+
+	tcase_add_test(tc, hardlinks_bind_to_one_object);
+	tcase_add_test(tc, bind_validates);
+	tcase_add_test(tc, rename_updates_hints_and_paths);
+	tcase_add_test(tc, unlink_tombstones);
+	tcase_add_test(tc, create_upper_objects);
+	tcase_add_test(tc, update_and_index_repair);
+	tcase_add_test(tc, iterate_and_count);
+	return fx_run(s);
+}
