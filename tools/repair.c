@@ -200,7 +200,7 @@ static void summary(const struct run *run, const struct check_totals *t)
 	if (t->problems == 0)
 		printf("clean\n");
 	else if (!run->repair)
-		printf("%" PRIu64 " %s (run 'fhmapctl repair' to fix)\n", t->problems,
+		printf("%" PRIu64 " %s (see 'fhmapctl repair --dry-run')\n", t->problems,
 		       plural(t->problems));
 	else if (run->dry_run)
 		printf("%" PRIu64 " %s, nothing changed (dry run)\n", t->problems, plural(t->problems));

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A deliberately damaged map: index entries removed behind the library's
+# back, crashed copy-ups (one with its upper file in place, one without),
+# files replaced and deleted on a layer. check finds each problem with its
+# object and reason, repair --dry-run changes nothing, repair mends what can
+# be mended, and afterwards check is clean and every handle encoded before
+# the damage still decodes to the same object.
+source "$(dirname "$0")/lib.sh"
+
+make_layers
+make_map
+encode_all
+
+# A committed copy-up of /a, then two copy-ups whose process died.
+cp -a "$T/lower1/a" "$T/upper/a"
+"$HELPER" copyup "$T/db" "$(ino_of /a)"
+"$HELPER" copyup "$T/db" "$(ino_of /d1/b)" --crash
+mkdir -p "$T/upper/d1/d2"
+cp -a "$T/lower1/d1/d2/c" "$T/upper/d1/d2/c"
+"$HELPER" copyup "$T/db" "$(ino_of /d1/d2/c)" --crash
+
+# Lost index entries.
+"$HELPER" drop-index "$T/db" "$(ino_of /d1)" origin
+"$HELPER" drop-index "$T/db" "$(ino_of /a)" upper
+"$HELPER" drop-index "$T/db" "$(ino_of /fifo)" origin
+
+# The symlink replaced behind the union's back (same path, new inode), and
+# the fifo deleted.
+rm "$T/lower1/sl"
+ln -s d1 "$T/lower1/sl"
+rm "$T/lower1/fifo"
+
+run check "$T/db"
+run check "$T/db" --deep
+found=$(json check --deep "$T/db" | jq '.problems | length')
+[ "$found" = 7 ] || fail "check --deep --json lists $found problems, expected 7"
+
+run repair "$T/db" --dry-run
+[ "$(json check --deep "$T/db" | jq .found)" = 7 ] || fail "repair --dry-run changed the map"
+
+run repair "$T/db"
+run check "$T/db" --deep
+run show "$T/db" /d1/d2/c
+run show "$T/db" /d1/b
+
+# What repair leaves to the union: the deleted fifo is forgotten.
+"$HELPER" unlink "$T/db" "$(ino_of /fifo)"
+run check "$T/db" --deep
+run info "$T/db"
+
+grep -v "^$(ino_of /fifo) " "$T/handles" > "$T/live"
+mv "$T/live" "$T/handles"
+decode_all_same
+finish
