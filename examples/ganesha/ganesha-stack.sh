@@ -16,9 +16,11 @@
 # the generated ganesha.conf and Ganesha's recovery data live in STATE_DIR.
 #
 # FSAL_VFS puts the FUSE mount's anonymous device number in every handle.
-# start-fuse records it on the first mount and refuses (exit 3) to go on
-# when a later mount gets another number, because every NFS handle the
-# clients hold would then be stale; set FHMAP_ALLOW_NEW_DEV=1 to accept it.
+# start-fuse records it on the first mount and gets the same number back on
+# later mounts (by pinning the free numbers below it with tmpfs mounts under
+# STATE/pins for a moment); when another mount holds it, it retries and then
+# refuses (exit 3), because every NFS handle the clients hold would be stale.
+# FHMAP_ALLOW_NEW_DEV=1 accepts a new number instead.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -78,50 +80,97 @@ is_fuse_mount() {
 	[ "${t#fuse}" != "$t" ]
 }
 
+# Device number of a mount as major:minor.
+dev_of() { stat -c '%Hd:%Ld' "$1"; }
+
+# Anonymous device numbers (major 0: FUSE, tmpfs, ...) are handed out lowest
+# free first. To get minor WANT back, occupy every free number below it with
+# a tiny tmpfs under STATE/pins: then the next mount gets WANT if it is free.
+# Returns 1 when another mount holds WANT itself.
+pin_below() {
+	local want=$1 i m got
+	mkdir -p "$state/pins"
+	for ((i = 0; i < 256; i++)); do
+		m=$state/pins/$i
+		mkdir -p "$m"
+		mount -t tmpfs -o size=4k,mode=0700 fhmap-pin "$m" || return 1
+		got=$(stat -c %Ld "$m")
+		if [ "$got" -ge "$want" ]; then
+			umount "$m"
+			rmdir "$m"
+			[ "$got" = "$want" ]
+			return
+		fi
+	done
+	return 1
+}
+
+unpin() {
+	local m
+	[ -d "$state/pins" ] || return 0
+	for m in "$state"/pins/*; do
+		[ -d "$m" ] || continue
+		if mountpoint -q "$m"; then umount "$m" || umount -l "$m"; fi
+		rmdir "$m"
+	done
+	rmdir "$state/pins"
+}
+
+mount_fuse() {
+	local pid i
+	"$UNIONFS" -o "lowerdir=$LOWER,upperdir=$UPPER,db=$DB" "$EXPORT" -f \
+		</dev/null >>"$state/fuse.log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$state/fuse.pid"
+	for ((i = 0; i < timeout_s * 10; i++)); do
+		is_fuse_mount "$EXPORT" && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	unpin
+	stop_fuse
+	tail -n 20 "$state/fuse.log" >&2 || true
+	die "fhmap-unionfs did not mount $EXPORT"
+}
+
 start_fuse() {
 	[ -n "$UNIONFS" ] || return 0
-	local pid dev i attempt
+	local dev want attempt
 	[ -x "$UNIONFS" ] || die "fhmap-unionfs not found at $UNIONFS"
 	is_fuse_mount "$EXPORT" && die "$EXPORT is already a FUSE mount"
-	for ((attempt = 1; attempt <= 5; attempt++)); do
-		"$UNIONFS" -o "lowerdir=$LOWER,upperdir=$UPPER,db=$DB" "$EXPORT" -f \
-			</dev/null >>"$state/fuse.log" 2>&1 &
-		pid=$!
-		echo "$pid" >"$state/fuse.pid"
-		for ((i = 0; i < timeout_s * 10; i++)); do
-			is_fuse_mount "$EXPORT" && break
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if ! is_fuse_mount "$EXPORT"; then
-			stop_fuse
-			tail -n 20 "$state/fuse.log" >&2 || true
-			die "fhmap-unionfs did not mount $EXPORT"
+	if [ ! -f "$state/fuse.dev" ]; then
+		mount_fuse
+		dev_of "$EXPORT" >"$state/fuse.dev"
+		say "fhmap-unionfs pid $(cat "$state/fuse.pid") mounted $EXPORT on device $(cat "$state/fuse.dev")"
+		return 0
+	fi
+	want=$(cat "$state/fuse.dev")
+	for ((attempt = 1; attempt <= 10; attempt++)); do
+		# FUSE mounts get major 0; pin only then.
+		if [ "${want%%:*}" = 0 ] && ! pin_below "${want#*:}"; then
+			unpin
+			say "attempt $attempt: device $want is held by another mount; waiting"
+			sleep 1
+			continue
 		fi
-		dev=$(stat -c %d "$EXPORT")
-		if [ ! -f "$state/fuse.dev" ]; then
-			echo "$dev" >"$state/fuse.dev"
-			say "fhmap-unionfs pid $pid mounted $EXPORT, device $((dev >> 8)):$((dev & 255))"
-			return 0
-		fi
-		if [ "$dev" = "$(cat "$state/fuse.dev")" ]; then
-			say "fhmap-unionfs pid $pid remounted $EXPORT on the same device $((dev >> 8)):$((dev & 255))"
+		mount_fuse
+		unpin
+		dev=$(dev_of "$EXPORT")
+		if [ "$dev" = "$want" ]; then
+			say "fhmap-unionfs pid $(cat "$state/fuse.pid") remounted $EXPORT on the same device $dev"
 			return 0
 		fi
 		if [ "${FHMAP_ALLOW_NEW_DEV:-0}" = 1 ]; then
 			echo "$dev" >"$state/fuse.dev"
-			say "device number changed to $dev: NFS handles taken before are stale"
+			say "device changed from $want to $dev: NFS handles taken before are stale"
 			return 0
 		fi
-		# Anonymous device numbers are handed out lowest-free first: ours
-		# comes back once the mount that took it is gone.
-		say "attempt $attempt: mount got device $dev, not $(cat "$state/fuse.dev"); retrying"
+		say "attempt $attempt: mount got device $dev, not $want (a concurrent mount); retrying"
 		stop_fuse
-		sleep 1
 	done
-	say "the FUSE mount keeps getting device $dev instead of $(cat "$state/fuse.dev")"
-	say "another mount holds the old anonymous device number; FSAL_VFS handles carry it,"
-	say "so every NFS handle of this export would be stale (see README.md)"
+	say "could not get device $want back for the FUSE mount: another mount holds it."
+	say "FSAL_VFS handles carry the device number, so every NFS handle of this export"
+	say "would be stale (see README.md); FHMAP_ALLOW_NEW_DEV=1 accepts that"
 	exit 3
 }
 
@@ -256,6 +305,7 @@ up_failed() {
 cmd_down() {
 	stop_ganesha
 	stop_fuse
+	unpin
 	stop_rpcbind
 }
 

@@ -58,6 +58,13 @@ cleanup() {
 		umount -l "$M" || true
 		rc=1
 	fi
+	while read -r _ p _; do
+		case $p in "$t"/*)
+			echo "FAIL: $p still mounted after teardown; unmounting"
+			umount -l "$p" || true
+			rc=1 ;;
+		esac
+	done </proc/self/mounts
 	for p in "${pids_seen[@]}"; do
 		if [ -d "/proc/$p" ] && grep -qE 'fhmap-unionfs|ganesha|rpcbind' "/proc/$p/comm" 2>/dev/null; then
 			echo "FAIL: process $p ($(cat "/proc/$p/comm")) survived teardown"
@@ -128,7 +135,7 @@ step "1. mount fhmap-unionfs, start rpcbind and Ganesha"
 "$stack" up "$S" --export "$M" --pseudo /union --nfs-port "$nfs_port" --mnt-port "$mnt_port" \
 	--unionfs "$unionfs" --lower "$L" --upper "$U" --db "$t/db" || { fail "stack did not come up"; exit 1; }
 remember_pids
-dev_before=$(stat -c %d "$M")
+dev_before=$(stat -c %Hd:%Ld "$M")
 
 step "2. take NFSv3 and NFSv4 handles"
 paths=(file1.txt h1 h2 dir dir/sub dir/sub/deep.txt dir/x.txt mv.txt gone.txt)
@@ -192,7 +199,7 @@ t0=$(date +%s%N)
 "$stack" restart "$S" || { fail "restart failed"; exit 1; }
 remember_pids
 echo "restart cycle took $((($(date +%s%N) - t0) / 1000000)) ms"
-[ "$(stat -c %d "$M")" = "$dev_before" ] && pass "FUSE mount kept device number $dev_before" ||
+[ "$(stat -c %Hd:%Ld "$M")" = "$dev_before" ] && pass "FUSE mount kept device number $dev_before" ||
 	fail "device number changed"
 both expect_read file1.txt ONE-written-over-v4
 both expect_read h1 HARD-written-over-v3
