@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# End-to-end tests of fhmap-unionfs on real kernel FUSE mounts.
+#   fuse-e2e.sh BINARY FH_TOOL CASE
+# CASE: union | handles | restart | forged | recovery | options
+# Needs root and /dev/fuse; exits 77 (skipped) with a message otherwise.
+# Every mount and daemon it starts is torn down on exit, also on failure.
+set -u
+
+BIN=$1
+TOOL=$2
+CASE=$3
+
+skip() { echo "SKIP: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root (mounts, trusted.* xattrs, open_by_handle_at)"
+[ -c /dev/fuse ] || skip "/dev/fuse is missing"
+command -v fusermount3 >/dev/null || skip "fusermount3 is missing (Debian package fuse3)"
+[ -x "$BIN" ] || { echo "FAIL: $BIN not built"; exit 1; }
+
+T=$(mktemp -d /tmp/fhmap-fuse.XXXXXX)
+M=$T/mnt
+DB=$T/db
+PID=""
+PASS=0
+FAILS=0
+mkdir -p "$T/l1" "$T/l2" "$T/up" "$M"
+
+mounted() { grep -q " $1 fuse" /proc/self/mounts; }
+
+cleanup() {
+	if mounted "$M"; then fusermount3 -u "$M" 2>/dev/null || umount -l "$M"; fi
+	if mounted "$T/ovl"; then umount "$T/ovl"; fi
+	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+		kill "$PID"
+		wait "$PID" 2>/dev/null
+	fi
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { PASS=$((PASS + 1)); echo "ok - $1"; }
+fail() { FAILS=$((FAILS + 1)); echo "FAIL - $1"; }
+# expect DESCRIPTION ACTUAL EXPECTED
+expect() { if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: got '$2', want '$3'"; fi; }
+# expect_match DESCRIPTION ACTUAL REGEX
+expect_match() { if [[ $2 =~ $3 ]]; then ok "$1"; else fail "$1: '$2' does not match '$3'"; fi; }
+
+start() {
+	"$BIN" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/up,db=$DB" "$M" -f 2>>"$T/daemon.log" &
+	PID=$!
+	for _ in $(seq 100); do
+		mounted "$M" && return 0
+		kill -0 "$PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "FAIL - daemon did not mount; log:"; cat "$T/daemon.log"
+	exit 1
+}
+
+stop() {
+	fusermount3 -u "$M"
+	wait "$PID"
+	local rc=$?
+	PID=""
+	expect "daemon exits 0 after unmount" "$rc" 0
+}
+
+drop_caches() { sync; echo 2 >/proc/sys/vm/drop_caches; }
+# field LABEL FILE: the open result of one label
+field() { grep "^$1 " "$2" | cut -d' ' -f2-; }
+ino() { stat -c %i "$1"; }
+
+finish() {
+	echo "$PASS passed, $FAILS failed"
+	[ "$FAILS" = 0 ]
+	exit $?
+}
+
+case_union() {
+	echo A1 >"$T/l1/a"; echo B1 >"$T/l1/both"; echo B2 >"$T/l2/both"
+	mkdir -p "$T/l1/dir" "$T/l2/dir" "$T/l1/sub" "$T/l1/ren/in"
+	echo x >"$T/l1/dir/x"; echo dup1 >"$T/l1/dir/dup"; echo y >"$T/l2/dir/y"; echo dup2 >"$T/l2/dir/dup"
+	echo k >"$T/l1/sub/k"; echo w >"$T/l1/wh"; echo o >"$T/l2/only2"; echo r >"$T/l1/ren/in/f"
+	start
+	local names
+	names=$(ls -A "$M" | tr '\n' ' ')
+	expect "root lists every layer once, work dir hidden" "$names" "a both dir only2 ren sub wh "
+	expect "readdir merge of a dir in both lowers" "$(ls "$M/dir" | tr '\n' ' ')" "dup x y "
+	expect "topmost lower wins" "$(cat "$M/both") $(cat "$M/dir/dup")" "B1 dup1"
+	expect "readdir d_ino equals st_ino" "$(ls -i "$M" | awk '$2=="a"{print $1}')" "$(ino "$M/a")"
+
+	rm "$M/wh"
+	expect "unlinked lower file is gone" "$(ls "$M" | grep -c '^wh$')" 0
+	expect "whiteout is a 0/0 char device" "$(stat -c '%F %t:%T' "$T/up/wh")" "character special file 0:0"
+	expect "lower layer untouched by unlink" "$(cat "$T/l1/wh")" w
+
+	rm -r "$M/sub"
+	mkdir "$M/sub"
+	expect "dir made over a whiteout is empty" "$(ls -A "$M/sub" | wc -l)" 0
+	expect "and opaque" "$(getfattr --only-values -n trusted.overlay.opaque "$T/up/sub" 2>/dev/null)" y
+	expect "its lower content is untouched" "$(cat "$T/l1/sub/k")" k
+
+	local ia
+	ia=$(ino "$M/a")
+	echo A2 >>"$M/a"
+	expect "write copies up" "$(tr '\n' ' ' <"$T/up/a")" "A1 A2 "
+	expect "lower unchanged by copy-up" "$(cat "$T/l1/a")" A1
+	expect "st_ino kept by copy-up" "$(ino "$M/a")" "$ia"
+
+	chmod 600 "$M/both"
+	expect "chmod copies up" "$(stat -c %a "$T/up/both") $(stat -c %a "$T/l1/both")" "600 644"
+	setfattr -n user.tag -v hello "$M/dir/x"
+	expect "xattr change copies up" "$(getfattr --only-values -n user.tag "$T/up/dir/x" 2>/dev/null)" hello
+	expect "xattr readable through the union" "$(getfattr --only-values -n user.tag "$M/dir/x" 2>/dev/null)" hello
+	expect "union markers hidden from listxattr" "$(getfattr -d -m - "$M/sub" 2>/dev/null | grep -c overlay)" 0
+
+	local iren
+	iren=$(ino "$M/ren")
+	mv "$M/ren" "$M/moved"
+	expect "renamed lower dir keeps its content" "$(cat "$M/moved/in/f")" r
+	expect "renamed lower dir keeps st_ino" "$(ino "$M/moved")" "$iren"
+	expect "old name is gone" "$(ls "$M" | grep -c '^ren$')" 0
+	expect "redirect recorded overlayfs style" \
+		"$(getfattr --only-values -n trusted.overlay.redirect "$T/up/moved" 2>/dev/null)" /ren
+	echo r2 >"$M/moved/in/f"
+	expect "copy-up below a renamed dir" "$(cat "$T/up/moved/in/f")" r2
+
+	ln "$M/a" "$M/a-link"
+	expect "hardlink shares st_ino" "$(ino "$M/a-link")" "$ia"
+	expect "hardlink count" "$(stat -c %h "$M/a")" 2
+	ln -s a "$M/sym"; mkfifo "$M/fifo"; mkdir -p "$M/n1/n2"; echo c >"$M/n1/n2/c"
+	expect "symlink" "$(readlink "$M/sym") $(head -1 "$M/sym")" "a A1"
+	expect "fifo" "$(stat -c %F "$M/fifo")" fifo
+	rmdir "$M/n1" 2>/dev/null
+	expect "rmdir of a non-empty dir fails" "$?" 1
+	rm "$M/dir/x" "$M/dir/y" "$M/dir/dup"
+	rmdir "$M/dir"
+	expect "rmdir of an emptied merged dir" "$(ls "$M" | grep -c '^dir$')" 0
+	mkdir "$M/dir"
+	expect "recreated dir does not merge" "$(ls -A "$M/dir" | wc -l)" 0
+	mv "$M/only2" "$M/n1/n2/moved2"
+	expect "rename of a file from the second lower" "$(cat "$M/n1/n2/moved2")" o
+	expect "statfs" "$(stat -f -c %b "$M")" "$(stat -f -c %b "$T/up")"
+	expect "whiteout names never listed" "$(ls -A "$M" | tr '\n' ' ')" \
+		"a a-link both dir fifo moved n1 sub sym "
+	local before names
+	before=$(find "$M" -printf '%P %i\n' | sort)
+	names=$(cd "$M" && find . | sort)
+	stop
+
+	# overlayfs reads the same layers (upper as the top lower, read-only)
+	mkdir "$T/ovl"
+	if mount -t overlay overlay -o "ro,redirect_dir=follow,lowerdir=$T/up:$T/l1:$T/l2" "$T/ovl" 2>/dev/null; then
+		expect "overlayfs sees the same names" \
+			"$(cd "$T/ovl" && find . -path ./.fhmap-work -prune -o -print | sort)" "$names"
+		umount "$T/ovl"
+	else
+		echo "# overlayfs not available: format compatibility not checked"
+	fi
+
+	start
+	expect "st_ino and names stable across remount" "$(find "$M" -printf '%P %i\n' | sort)" "$before"
+	stop
+}
+
+case_handles() {
+	echo lower-f >"$T/l1/f"
+	mkdir -p "$T/l1/g/p"; echo deep >"$T/l1/g/p/file"
+	echo hl >"$T/l1/h1"; ln "$T/l1/h1" "$T/l1/h2"
+	echo gone >"$T/l1/gone"; echo two >"$T/l2/second"
+	start
+	echo born >"$M/born"
+	"$TOOL" save "$T/h" f="$M/f" file="$M/g/p/file" parent="$M/g/p" grand="$M/g" h1="$M/h1" h2="$M/h2" \
+		gone="$M/gone" second="$M/second" born="$M/born" root="$M" || fail "save handles"
+	local fino
+	fino=$(ino "$M/f")
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/o1"
+	expect "lower file handle" "$(field f "$T/o1")" "ok ino=$fino data=lower-f"
+	expect "file in second lower" "$(field second "$T/o1")" "ok ino=$(ino "$M/second") data=two"
+	expect "upper-born file" "$(field born "$T/o1")" "ok ino=$(ino "$M/born") data=born"
+	expect "dir handle reconnects" "$(field parent "$T/o1")" "ok ino=$(ino "$M/g/p") dir=$M/g/p"
+	expect "root handle" "$(field root "$T/o1")" "ok ino=1 dir=$M"
+
+	echo new-f >"$M/f"
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/o2"
+	expect "old handle reads the copied-up content" "$(field f "$T/o2")" "ok ino=$fino data=new-f"
+
+	echo new-hl >"$M/h1"
+	expect "hardlink sibling sees the copy-up" "$(cat "$M/h2")" new-hl
+	expect "hardlink sibling same st_ino" "$(ino "$M/h2")" "$(ino "$M/h1")"
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/o3"
+	expect "sibling's old handle reads new content" "$(field h2 "$T/o3")" "ok ino=$(ino "$M/h1") data=new-hl"
+
+	mv "$M/g/p/file" "$M/g/p/file2"
+	mv "$M/g/p" "$M/g/p2"
+	mv "$M/g" "$M/top"
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/o4"
+	expect "handle after renaming the file, parent, grandparent" "$(field file "$T/o4")" \
+		"ok ino=$(ino "$M/top/p2/file2") data=deep"
+	expect "renamed parent dir handle reconnects to its new path" "$(field parent "$T/o4")" \
+		"ok ino=$(ino "$M/top/p2") dir=$M/top/p2"
+	expect "renamed grandparent dir handle" "$(field grand "$T/o4")" "ok ino=$(ino "$M/top") dir=$M/top"
+	mkdir "$M/other"
+	mv "$M/top/p2" "$M/other/p3"
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/o5"
+	expect "dir moved to a new parent" "$(field parent "$T/o5")" "ok ino=$(ino "$M/other/p3") dir=$M/other/p3"
+
+	rm "$M/gone"
+	rm "$M/h1"
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/o6"
+	expect "unlinked file handle is ESTALE" "$(field gone "$T/o6")" ESTALE
+	expect "remaining hardlink keeps working" "$(field h2 "$T/o6")" "ok ino=$(ino "$M/h2") data=new-hl"
+	expect "link count after one name went" "$(stat -c %h "$M/h2")" 1
+	rm "$M/h2"
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/o7"
+	expect "last hardlink gone: ESTALE" "$(field h1 "$T/o7") $(field h2 "$T/o7")" "ESTALE ESTALE"
+	expect "index copy removed" "$(ls -A "$T/up/.fhmap-work/index" | wc -l)" 0
+	stop
+}
+
+case_restart() {
+	echo keep >"$T/l1/keep"; echo cu >"$T/l1/cu"; mkdir -p "$T/l1/d/e"; echo de >"$T/l1/d/e/f"
+	echo hl >"$T/l1/h1"; ln "$T/l1/h1" "$T/l1/h2"; echo doomed >"$T/l1/doomed"
+	start
+	echo cu2 >"$M/cu"
+	echo up >"$M/up"
+	mv "$M/d" "$M/d2"
+	echo hl2 >"$M/h1"
+	"$TOOL" save "$T/h" keep="$M/keep" cu="$M/cu" up="$M/up" dir="$M/d2/e" f="$M/d2/e/f" h2="$M/h2" \
+		doomed="$M/doomed" || fail "save handles"
+	local inos
+	inos=$(stat -c '%n %i' "$M/keep" "$M/cu" "$M/up" "$M/d2/e" "$M/d2/e/f" "$M/h2")
+	"$TOOL" open "$M" "$T/h" >"$T/before"
+	rm "$M/doomed"
+	stop
+
+	start
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/after"
+	for l in keep cu up dir f h2; do
+		expect "handle '$l' survives unmount and daemon restart" "$(field $l "$T/after")" "$(field $l "$T/before")"
+	done
+	expect "unlinked before restart stays ESTALE" "$(field doomed "$T/after")" ESTALE
+	expect "st_ino stable across restart" "$(stat -c '%n %i' "$M/keep" "$M/cu" "$M/up" "$M/d2/e" "$M/d2/e/f" "$M/h2")" "$inos"
+	echo new >"$M/new"
+	local maxold
+	maxold=$(echo "$inos" | awk '{print $2}' | sort -n | tail -1)
+	[ "$(ino "$M/new")" -gt "$maxold" ] && ok "object numbers are never reused" || fail "new st_ino $(ino "$M/new") <= $maxold"
+
+	kill -TERM "$PID"
+	wait "$PID"
+	expect "SIGTERM: clean exit" "$?" 0
+	PID=""
+	mounted "$M" && fail "still mounted after SIGTERM" || ok "SIGTERM unmounts"
+}
+
+case_forged() {
+	echo data >"$T/l1/f"; mkdir "$T/l1/d"
+	start
+	"$TOOL" save "$T/h" f="$M/f" || fail "save handle"
+	local out
+	out=$("$TOOL" forge "$M" "$T/h" 600)
+	expect_match "forged handles (hot cache) never open" "$out" "600 ESTALE, 0 other errors, 0 opened"
+	drop_caches
+	out=$("$TOOL" forge "$M" "$T/h" 600)
+	expect_match "forged handles (cold cache) never open" "$out" "600 ESTALE, 0 other errors, 0 opened"
+	kill -0 "$PID" 2>/dev/null && ok "daemon alive after forged handles" || fail "daemon died"
+	expect "mount still serves" "$(cat "$M/f")" data
+	"$TOOL" open "$M" "$T/h" >"$T/o"
+	expect "the real handle still opens" "$(field f "$T/o")" "ok ino=$(ino "$M/f") data=data"
+	stop
+}
+
+case_recovery() {
+	echo orig >"$T/l1/f"; echo orig2 >"$T/l1/g"
+	start
+	local fi gi
+	fi=$(ino "$M/f"); gi=$(ino "$M/g")
+	"$TOOL" save "$T/h" f="$M/f" g="$M/g" || fail "save handles"
+	stop
+	# crash before the copy was in place: the intent is rolled back
+	"$TOOL" intent "$DB" "$fi" || fail "record intent"
+	expect "intent recorded" "$("$TOOL" state "$DB" "$fi")" copyup
+	# crash after the copy was renamed into place: rolled forward
+	"$TOOL" intent "$DB" "$gi" || fail "record intent"
+	echo copied >"$T/up/g"
+	start
+	expect "interrupted copy-up without a copy rolled back" "$("$TOOL" state "$DB" "$fi")" origin
+	expect "interrupted copy-up with its copy in place rolled forward" "$("$TOOL" state "$DB" "$gi")" upper
+	expect_match "recovery is logged" "$(cat "$T/daemon.log")" "rolled back"
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/o"
+	expect "rolled-back object still reads its lower content" "$(field f "$T/o")" "ok ino=$fi data=orig"
+	expect "rolled-forward object reads its upper copy" "$(field g "$T/o")" "ok ino=$gi data=copied"
+	echo now >"$M/f"
+	expect "rolled-back object copies up again" "$(cat "$T/up/f")" now
+	stop
+}
+
+case_options() {
+	local out rc
+	out=$("$BIN" "$M" -f 2>&1); rc=$?
+	expect "missing lowerdir: usage error" "$rc" 2
+	expect_match "missing lowerdir: message" "$out" "missing -o lowerdir="
+	out=$("$BIN" -o "lowerdir=$T/nope,upperdir=$T/up,db=$DB" "$M" -f 2>&1); rc=$?
+	expect "missing lower layer: error" "$rc" 1
+	expect_match "missing lower layer: message" "$out" "lowerdir '$T/nope': No such file"
+	[ -e "$DB" ] && fail "db created despite bad options" || ok "bad options create no db"
+	out=$("$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB" "$T/nomnt" -f 2>&1); rc=$?
+	expect "missing mountpoint: command line rejected" "$rc" 2
+	expect_match "missing mountpoint: message" "$out" "bad mount point .$T/nomnt.: No such file"
+	touch "$T/file"
+	out=$("$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB" "$T/file" -f 2>&1); rc=$?
+	expect "mountpoint not a directory: error" "$rc" 1
+	expect_match "mountpoint not a directory: message" "$out" "mountpoint '$T/file': not a directory"
+	start
+	stop
+	mkdir "$T/up2"
+	out=$("$BIN" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/up2,db=$DB" "$M" -f 2>&1); rc=$?
+	expect "other upper layer with the same db: error" "$rc" 1
+	expect_match "layer mismatch message" "$out" "belongs to other layers"
+	mounted "$M" && fail "mounted despite layer mismatch" || ok "not mounted on layer mismatch"
+}
+
+case "$CASE" in
+union | handles | restart | forged | recovery | options) "case_$CASE" ;;
+*) echo "unknown case $CASE"; exit 2 ;;
+esac
+finish
