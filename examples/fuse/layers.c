@@ -33,6 +33,7 @@ struct ufs_node {
 	uint64_t ino;
 	uint64_t nlookup;
 	char *lpath;     /* lower path of a directory, once computed */
+	int kept_fd;     /* O_PATH fd of an unlinked object the kernel holds */
 	struct ufs_node *next;
 };
 
@@ -92,6 +93,7 @@ void ufs_node_ref(uint64_t ino)
 		return;
 	n->ino = ino;
 	n->nlookup = 1;
+	n->kept_fd = -1;
 	size_t h = node_bucket(ino, ufs.nbuckets);
 	n->next = ufs.buckets[h];
 	ufs.buckets[h] = n;
@@ -112,6 +114,8 @@ void ufs_node_forget(uint64_t ino, uint64_t nlookup)
 		n->nlookup = nlookup >= n->nlookup ? 0 : n->nlookup - nlookup;
 		if (!n->nlookup) {
 			*pp = n->next;
+			if (n->kept_fd >= 0)
+				close(n->kept_fd);
 			free(n->lpath);
 			free(n);
 			ufs.nnodes--;
@@ -127,6 +131,8 @@ void ufs_nodes_free(void)
 
 		for (; n; n = next) {
 			next = n->next;
+			if (n->kept_fd >= 0)
+				close(n->kept_fd);
 			free(n->lpath);
 			free(n);
 		}
@@ -134,6 +140,31 @@ void ufs_nodes_free(void)
 	free(ufs.buckets);
 	ufs.buckets = NULL;
 	ufs.nbuckets = ufs.nnodes = 0;
+}
+
+/* An object losing its last name may still be open through the kernel:
+ * keep its real inode reachable for getattr until the kernel forgets it
+ * (opening it by handle once its link count is 0 would fail). */
+void ufs_node_keep(const fhmap_object *obj)
+{
+	struct ufs_node *n = node_find(obj->ino);
+	int fd;
+
+	if (n && n->kept_fd < 0 && ufs_open_live(&fd, obj, O_PATH) == 0)
+		n->kept_fd = fd;
+}
+
+int ufs_node_kept_stat(struct stat *st, uint64_t ino)
+{
+	struct ufs_node *n = node_find(ino);
+
+	if (!n || n->kept_fd < 0)
+		return -ESTALE;
+	if (fstat(n->kept_fd, st) < 0)
+		return -errno;
+	st->st_ino = ino;
+	st->st_nlink = 0;
+	return 0;
 }
 
 int ufs_obj_get(fhmap_object *obj, uint64_t ino)

@@ -119,6 +119,8 @@ static void ufs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	(void)fi;
 	if (r == 0)
 		r = ufs_stat(&st, &obj);
+	else if (r == -ESTALE)
+		r = ufs_node_kept_stat(&st, ino); /* unlinked but still open */
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -507,6 +509,8 @@ static void ufs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = -EISDIR;
 	if (r == 0)
 		r = union_links(&links, &indexed, &e);
+	if (r == 0 && links <= 1)
+		ufs_node_keep(&e.obj);
 	if (r == 0)
 		r = remove_name(&d, name, &e, 0);
 	if (r == 0 && indexed && !e.on_upper)
@@ -549,8 +553,10 @@ static void ufs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = -ENOTDIR;
 	if (r == 0)
 		r = dir_is_empty(e.obj.ino);
-	if (r == 0)
+	if (r == 0) {
+		ufs_node_keep(&e.obj);
 		r = remove_name(&d, name, &e, 1);
+	}
 	if (r == 0)
 		r = fhmap_unlink(ufs.map, e.obj.ino);
 	ufs_dir_close(&d);
@@ -776,6 +782,8 @@ static int do_rename(struct rename_ctx *c, fuse_ino_t parent, const char *name, 
 	}
 	if (r < 0)
 		return r;
+	if (c->t_found && (c->t.obj.type == S_IFDIR || t_links <= 1))
+		ufs_node_keep(&c->t.obj);
 	r = c->s.on_upper ? rename_upper(c, name, newname) : rename_indexed(c, name, newname);
 	if (r == 0)
 		r = fhmap_rename(ufs.map, c->s.obj.ino, newparent, newname);

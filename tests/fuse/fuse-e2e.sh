@@ -127,6 +127,12 @@ case_union() {
 	ln "$M/a" "$M/a-link"
 	expect "hardlink shares st_ino" "$(ino "$M/a-link")" "$ia"
 	expect "hardlink count" "$(stat -c %h "$M/a")" 2
+	echo open >"$M/tmpf"
+	exec 3<"$M/tmpf"
+	rm "$M/tmpf"
+	expect "unlinked file stays readable while open" "$(cat <&3)" open
+	expect "and stat-able, with no links" "$(stat -L -c %h /proc/self/fd/3)" 0
+	exec 3<&-
 	ln -s a "$M/sym"; mkfifo "$M/fifo"; mkdir -p "$M/n1/n2"; echo c >"$M/n1/n2/c"
 	expect "symlink" "$(readlink "$M/sym") $(head -1 "$M/sym")" "a A1"
 	expect "fifo" "$(stat -c %F "$M/fifo")" fifo
