@@ -143,5 +143,7 @@ int ctl_cmd_check(int argc, char **argv);
 int ctl_cmd_repair(int argc, char **argv);
 int ctl_cmd_gc(int argc, char **argv);
 int ctl_cmd_rebase(int argc, char **argv);
+int ctl_cmd_backup(int argc, char **argv);
+int ctl_cmd_restore(int argc, char **argv);
 
 #endif

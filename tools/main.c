@@ -48,6 +48,10 @@ static const struct ctl_command commands[] = {
 	{ "gc", ctl_cmd_gc, "DB [--dry-run]",
 	  "drop tombstones and crashed copy-up intents that left no upper file",
 	  "  --dry-run      say what would be dropped, drop nothing\n" },
+	{ "backup", ctl_cmd_backup, "DB DEST",
+	  "write a consistent, compacted copy of the map (online) to the new directory DEST", NULL },
+	{ "restore", ctl_cmd_restore, "BACKUP DB",
+	  "make the map DB (a new directory) from a backup; handles keep working", NULL },
 	{ "stats", ctl_cmd_stats, "DB", "LMDB page usage, bytes per object, depth, readers", NULL },
 };
 

@@ -76,7 +76,7 @@ run check "$T/db" --deep
 expect_rc 0 stats "$T/db"
 
 # Every command has --help, exit 0.
-for c in init info layers ls show encode decode check repair rebase gc stats; do
+for c in init info layers ls show encode decode check repair rebase gc backup restore stats; do
 	expect_rc 0 "$c" --help
 	grep -q "^usage: fhmapctl $c " "$T/stdout" || fail "$c --help"
 done

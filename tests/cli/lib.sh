@@ -35,6 +35,7 @@ norm() {
 		-e 's/\(generation [0-9]+\)/(generation GEN)/' \
 		-e 's/^(handle: +)[0-9a-f]+/\1HANDLE/' \
 		-e 's/^(size on disk: +).*/\1SIZE/' \
+		-e 's/[0-9]+ bytes in use/N bytes in use/' \
 		-e 's/^([0-9]+ +)[0-9]+ +/\1GEN        /'
 }
 
