@@ -138,8 +138,10 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Runs the event loop until @c is answered. 0, or -1 with c->err set. */
-static int call_wait(struct rpc_context *rpc, struct call *c)
+/* Runs the event loop until @c is answered (with a reply or an RPC error).
+ * A server that does not answer in time ends the program: a callback still
+ * pending would write into a call that no longer exists. */
+static void call_wait(struct rpc_context *rpc, struct call *c)
 {
 	long long deadline = now_ms() + CLIENT_TIMEOUT_MS;
 
@@ -148,19 +150,18 @@ static int call_wait(struct rpc_context *rpc, struct call *c)
 		int n = poll(&pfd, 1, 100);
 
 		if (n < 0 && errno != EINTR) {
-			snprintf(c->err, sizeof(c->err), "poll: %s", strerror(errno));
-			return -1;
+			fprintf(stderr, "fhmap-nfs-client: poll: %s\n", strerror(errno));
+			exit(1);
 		}
 		if (rpc_service(rpc, n > 0 ? pfd.revents : 0) < 0 && !c->done) {
-			snprintf(c->err, sizeof(c->err), "%s", rpc_get_error(rpc));
-			return -1;
+			fprintf(stderr, "fhmap-nfs-client: %s\n", rpc_get_error(rpc));
+			exit(1);
 		}
-		if (now_ms() > deadline && !c->done) {
-			snprintf(c->err, sizeof(c->err), "no answer in %d ms", CLIENT_TIMEOUT_MS);
-			return -1;
+		if (!c->done && now_ms() > deadline) {
+			fprintf(stderr, "fhmap-nfs-client: no answer in %d ms\n", CLIENT_TIMEOUT_MS);
+			exit(1);
 		}
 	}
-	return c->rpc_status == RPC_STATUS_SUCCESS ? 0 : -1;
 }
 
 static void parse_nothing(struct call *c, void *reply)
@@ -183,7 +184,8 @@ static struct rpc_context *client_connect(const struct client_opts *o, int port,
 		rpc_destroy_context(rpc);
 		return NULL;
 	}
-	if (call_wait(rpc, &c) != 0) {
+	call_wait(rpc, &c);
+	if (c.rpc_status != RPC_STATUS_SUCCESS) {
 		fprintf(stderr, "fhmap-nfs-client: connect %s:%d: %s\n", o->host, port, c.err);
 		rpc_destroy_context(rpc);
 		return NULL;
@@ -195,7 +197,7 @@ static struct rpc_context *client_connect(const struct client_opts *o, int port,
  * NFS error status. */
 static int call_result(const struct call *c, int queued, const char *what)
 {
-	if (queued != 0 || c->rpc_status != RPC_STATUS_SUCCESS) {
+	if (queued != 0 || !c->done || c->rpc_status != RPC_STATUS_SUCCESS) {
 		fprintf(stderr, "fhmap-nfs-client: %s: %s\n", what, c->err[0] ? c->err : "cannot queue the call");
 		return 1;
 	}
@@ -710,15 +712,13 @@ static int fh_load(struct fh *out, const char *file, const char *vers, const cha
 		if (sscanf(line, "%7s %4095s %257s", v, p, hex) != 3 || strcmp(v, vers) || strcmp(p, path))
 			continue;
 		n = strlen(hex);
-		if (n % 2 || n / 2 > CLIENT_FH_MAX || n == 0)
-			continue;
-		for (size_t i = 0; i < n / 2; i++) {
-			int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-
-			if (hi < 0 || lo < 0)
-				break;
-			out->data[i] = (char)(hi << 4 | lo);
+		if (n % 2 || n / 2 > CLIENT_FH_MAX || n == 0 || strspn(hex, "0123456789abcdefABCDEF") != n) {
+			fprintf(stderr, "fhmap-nfs-client: %s: bad handle for %s %s\n", file, vers, path);
+			fclose(f);
+			return 1;
 		}
+		for (size_t i = 0; i < n / 2; i++)
+			out->data[i] = (char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
 		out->len = (unsigned int)(n / 2);
 		found = 1;
 	}
