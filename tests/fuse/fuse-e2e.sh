@@ -264,6 +264,15 @@ case_restart() {
 	expect "SIGTERM: clean exit" "$?" 0
 	PID=""
 	mounted "$M" && fail "still mounted after SIGTERM" || ok "SIGTERM unmounts"
+
+	# a recreated db reuses object numbers but never their generations
+	mv "$DB" "$T/db.old"
+	start
+	ls -R "$M" >/dev/null
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/newdb"
+	expect "handles of a recreated db are all ESTALE" "$(cut -d' ' -f2 "$T/newdb" | sort -u)" ESTALE
+	stop
 }
 
 case_forged() {
