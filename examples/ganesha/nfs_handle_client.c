@@ -493,27 +493,34 @@ static int v4_compound(struct rpc_context *nfs, nfs_argop4 *ops, unsigned int n,
 	return call_result(&c, q, what);
 }
 
-static const nfs_resop4 *v4_find(const COMPOUND4res *r, nfs_opnum4 op)
+/* Copies the result of operation @op out of a COMPOUND reply. libnfs 4.0
+ * places the result array at a 4-byte aligned address although nfs_resop4
+ * needs 8: copy it bytewise instead of accessing it in place. */
+static int v4_find(nfs_resop4 *out, const COMPOUND4res *r, nfs_opnum4 op)
 {
-	for (u_int i = 0; i < r->resarray.resarray_len; i++)
-		if (r->resarray.resarray_val[i].resop == op)
-			return &r->resarray.resarray_val[i];
-	return NULL;
+	const char *base = (const char *)r->resarray.resarray_val;
+
+	for (u_int i = 0; i < r->resarray.resarray_len; i++) {
+		memcpy(out, base + (size_t)i * sizeof(*out), sizeof(*out));
+		if (out->resop == op)
+			return 1;
+	}
+	return 0;
 }
 
 static void parse_getfh4(struct call *c, void *reply)
 {
 	COMPOUND4res *r = reply;
-	const nfs_resop4 *op;
+	nfs_resop4 op;
 	struct fh *fh = c->out;
 
 	c->nfs_status = (int)r->status;
-	if (r->status != NFS4_OK || !(op = v4_find(r, OP_GETFH)))
+	if (r->status != NFS4_OK || !v4_find(&op, r, OP_GETFH))
 		return;
-	fh->len = op->nfs_resop4_u.opgetfh.GETFH4res_u.resok4.object.nfs_fh4_len;
+	fh->len = op.nfs_resop4_u.opgetfh.GETFH4res_u.resok4.object.nfs_fh4_len;
 	if (fh->len > CLIENT_FH_MAX)
 		fh->len = 0;
-	memcpy(fh->data, op->nfs_resop4_u.opgetfh.GETFH4res_u.resok4.object.nfs_fh4_val, fh->len);
+	memcpy(fh->data, op.nfs_resop4_u.opgetfh.GETFH4res_u.resok4.object.nfs_fh4_val, fh->len);
 }
 
 /* PUTROOTFH, LOOKUP each component of @export and @path, GETFH. */
@@ -552,19 +559,19 @@ static void parse_read4(struct call *c, void *reply)
 {
 	COMPOUND4res *r = reply;
 	struct read_out *ro = c->out;
-	const nfs_resop4 *op;
+	nfs_resop4 op;
 	uint32_t n;
 
 	c->nfs_status = (int)r->status;
-	if (r->status != NFS4_OK || !(op = v4_find(r, OP_READ)))
+	if (r->status != NFS4_OK || !v4_find(&op, r, OP_READ))
 		return;
-	n = op->nfs_resop4_u.opread.READ4res_u.resok4.data.data_len;
+	n = op.nfs_resop4_u.opread.READ4res_u.resok4.data.data_len;
 	if (ro->len + n > CLIENT_READ_MAX)
 		n = (uint32_t)(CLIENT_READ_MAX - ro->len);
-	memcpy(ro->buf + ro->len, op->nfs_resop4_u.opread.READ4res_u.resok4.data.data_val, n);
+	memcpy(ro->buf + ro->len, op.nfs_resop4_u.opread.READ4res_u.resok4.data.data_val, n);
 	ro->len += n;
 	ro->count = n;
-	ro->eof = (int)op->nfs_resop4_u.opread.READ4res_u.resok4.eof;
+	ro->eof = (int)op.nfs_resop4_u.opread.READ4res_u.resok4.eof;
 }
 
 static int v4_read(struct rpc_context *nfs, struct fh *fh, struct read_out *ro)
@@ -589,11 +596,11 @@ static int v4_read(struct rpc_context *nfs, struct fh *fh, struct read_out *ro)
 static void parse_write4(struct call *c, void *reply)
 {
 	COMPOUND4res *r = reply;
-	const nfs_resop4 *op;
+	nfs_resop4 op;
 
 	c->nfs_status = (int)r->status;
-	if (r->status == NFS4_OK && (op = v4_find(r, OP_WRITE)))
-		*(uint32_t *)c->out = op->nfs_resop4_u.opwrite.WRITE4res_u.resok4.count;
+	if (r->status == NFS4_OK && v4_find(&op, r, OP_WRITE))
+		*(uint32_t *)c->out = op.nfs_resop4_u.opwrite.WRITE4res_u.resok4.count;
 }
 
 static int v4_write(struct rpc_context *nfs, struct fh *fh, uint64_t off, char *data, uint32_t len)
@@ -628,15 +635,15 @@ static void parse_getattr4(struct call *c, void *reply)
 {
 	COMPOUND4res *r = reply;
 	struct attrs *at = c->out;
-	const nfs_resop4 *op;
+	nfs_resop4 op;
 	const fattr4 *f;
 	const unsigned char *p, *end;
 	uint32_t mask, mask1;
 
 	c->nfs_status = (int)r->status;
-	if (r->status != NFS4_OK || !(op = v4_find(r, OP_GETATTR)))
+	if (r->status != NFS4_OK || !v4_find(&op, r, OP_GETATTR))
 		return;
-	f = &op->nfs_resop4_u.opgetattr.GETATTR4res_u.resok4.obj_attributes;
+	f = &op.nfs_resop4_u.opgetattr.GETATTR4res_u.resok4.obj_attributes;
 	mask = f->attrmask.bitmap4_len > 0 ? f->attrmask.bitmap4_val[0] : 0;
 	mask1 = f->attrmask.bitmap4_len > 1 ? f->attrmask.bitmap4_val[1] : 0;
 	p = (const unsigned char *)f->attr_vals.attrlist4_val;
