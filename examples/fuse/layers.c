@@ -421,29 +421,15 @@ int ufs_dir_upper(struct ufs_dir *d)
 	return fhmap_open_real(&d->upper_fd, ufs.map, &d->obj.upper, O_RDONLY | O_DIRECTORY);
 }
 
-static int child_is_opaque(int dirfd, const char *name)
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-	if (fd < 0)
-		return 0;
-	int o = fd_is_opaque(fd);
-	close(fd);
-	return o;
-}
-
 /* An upper directory nobody mapped that merges with a lower one (made
- * outside the daemon, or left by a crash): bind its origin, record the
- * upper directory as its copy-up. */
-static int adopt_dir(uint64_t *ino, const struct ufs_dir *d, const char *name, size_t li,
+ * outside the daemon, by overlayfs, or left by a crash): bind its origin,
+ * record the upper directory as its copy-up. */
+static int adopt_dir(uint64_t *ino, const struct ufs_dir *d, const char *name, const fhmap_realfh *origin,
                      const fhmap_realfh *upper)
 {
-	fhmap_realfh origin;
 	fhmap_object obj;
-	int r = fhmap_realfh_at(&origin, d->lower_id[li], d->lower_fd[li], name);
+	int r = fhmap_bind(ino, ufs.map, origin, d->obj.ino, name, S_IFDIR);
 
-	if (r == 0)
-		r = fhmap_bind(ino, ufs.map, &origin, d->obj.ino, name, S_IFDIR);
 	if (r == 0)
 		r = fhmap_get(&obj, ufs.map, *ino);
 	if (r == 0 && obj.state == FHMAP_STATE_ORIGIN) {
@@ -455,6 +441,54 @@ static int adopt_dir(uint64_t *ino, const struct ufs_dir *d, const char *name, s
 		}
 	}
 	return r;
+}
+
+/* Lower directory an unmapped upper directory merges with: the one its
+ * overlayfs redirect names (absolute from the layer roots, or a name in
+ * the parent's lower directories), else the same name below unless the
+ * upper directory is opaque. -ENOENT: it merges with nothing. */
+static int upper_dir_origin(fhmap_realfh *origin, const struct ufs_dir *d, const char *name,
+                            const struct ufs_entry *e, size_t li)
+{
+	char rd[FHMAP_PATH_MAX];
+	struct stat st;
+	int fd = openat(d->upper_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = fgetxattr(fd, UFS_XATTR_REDIRECT, rd, sizeof(rd) - 1);
+	int opaque = fd_is_opaque(fd);
+	close(fd);
+	if (n <= 0) {
+		if (opaque || !e->lower_entry || !S_ISDIR(e->lower_st.st_mode))
+			return -ENOENT;
+		return fhmap_realfh_at(origin, d->lower_id[li], d->lower_fd[li], name);
+	}
+	rd[n] = '\0';
+	if (rd[0] == '/') {
+		const char *rel = rd;
+
+		while (*rel == '/')
+			rel++;
+		if (!*rel)
+			rel = ".";
+		for (size_t i = 0; i < ufs.nlowers; i++)
+			if (fstatat(ufs.lowers[i].fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+				return fhmap_realfh_at(origin, ufs.lowers[i].id, ufs.lowers[i].fd, rel);
+		return -ENOENT;
+	}
+	for (size_t i = 0; i < d->nlower; i++) {
+		if (fstatat(d->lower_fd[i], rd, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return -errno;
+		}
+		if (!S_ISDIR(st.st_mode))
+			break;
+		return fhmap_realfh_at(origin, d->lower_id[i], d->lower_fd[i], rd);
+	}
+	return -ENOENT;
 }
 
 int ufs_resolve(struct ufs_entry *e, const struct ufs_dir *d, const char *name)
@@ -501,9 +535,10 @@ int ufs_resolve(struct ufs_entry *e, const struct ufs_dir *d, const char *name)
 			return r;
 		r = fhmap_lookup_upper(&ino, ufs.map, &u);
 		if (r == -ENOENT) {
-			if (S_ISDIR(ust.st_mode) && e->lower_entry && S_ISDIR(e->lower_st.st_mode) &&
-			    !child_is_opaque(d->upper_fd, name))
-				r = adopt_dir(&ino, d, name, li, &u);
+			fhmap_realfh o;
+
+			if (S_ISDIR(ust.st_mode) && upper_dir_origin(&o, d, name, e, li) == 0)
+				r = adopt_dir(&ino, d, name, &o, &u);
 			else
 				r = fhmap_create_upper(&ino, ufs.map, &u, d->obj.ino, name,
 				                       ust.st_mode & S_IFMT);

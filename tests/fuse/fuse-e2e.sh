@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of fhmap-unionfs on real kernel FUSE mounts.
 #   fuse-e2e.sh BINARY FH_TOOL CASE
-# CASE: union | handles | restart | forged | recovery | options
+# CASE: union | handles | restart | forged | recovery | overlayfs | options
 # Needs root and /dev/fuse; exits 77 (skipped) with a message otherwise.
 # Every mount and daemon it starts is torn down on exit, also on failure.
 set -u
@@ -318,6 +318,33 @@ case_recovery() {
 	stop
 }
 
+# names and one-line contents of a tree, work dir left out
+tree_dump() {
+	(cd "$1" && find . -path ./.fhmap-work -prune -o -type f -printf '%p ' -exec cat {} \; &&
+		find . -path ./.fhmap-work -prune -o -type d -print) | sort
+}
+
+case_overlayfs() {
+	mkdir -p "$T/l1/d/e" "$T/l1/keep" "$T/wk" "$T/ovl"
+	echo f >"$T/l1/d/e/f"; echo g >"$T/l1/g"; echo k >"$T/l1/keep/k"; echo m >"$T/l1/mod"
+	mount -t overlay overlay -o "lowerdir=$T/l1,upperdir=$T/up,workdir=$T/wk,redirect_dir=on" "$T/ovl" ||
+		skip "overlayfs with redirect_dir=on cannot be mounted here"
+	(cd "$T/ovl" && mv d d2 && mkdir top && mv d2/e top/e2 && rm g && mkdir g && echo x >g/x &&
+		echo changed >mod && mkdir keep/sub && mv keep/k keep/sub/k2)
+	local want
+	want=$(tree_dump "$T/ovl")
+	umount "$T/ovl"
+	start
+	expect "same tree as overlayfs on layers it wrote (redirects, whiteouts, opaque dirs)" \
+		"$(tree_dump "$M")" "$want"
+	echo more >"$M/top/e2/f2"
+	expect "writes below a directory overlayfs renamed" "$(cat "$M/top/e2/f") $(cat "$M/top/e2/f2")" "f more"
+	stop
+	start
+	expect "same tree after a remount" "$(tree_dump "$M" | grep -v f2)" "$want"
+	stop
+}
+
 case_options() {
 	local out rc
 	out=$("$BIN" "$M" -f 2>&1); rc=$?
@@ -344,7 +371,7 @@ case_options() {
 }
 
 case "$CASE" in
-union | handles | restart | forged | recovery | options) "case_$CASE" ;;
+union | handles | restart | forged | recovery | overlayfs | options) "case_$CASE" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 finish
