@@ -34,11 +34,13 @@ usage() {
 	exit 2
 }
 
-# True while PID runs the program named NAME (guards against PID reuse).
+# True while PID runs the program named NAME (guards against PID reuse); a
+# zombie (our own child that exited) counts as gone.
 pid_is() {
 	local pid=$1 name=$2 comm
 	[ -n "$pid" ] && [ -r "/proc/$pid/comm" ] || return 1
 	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+	grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 1
 	[ "${comm:0:15}" = "${name:0:15}" ]
 }
 
@@ -62,6 +64,7 @@ stop_pid() {
 				sleep 0.1
 			done
 		fi
+		wait "$pid" 2>/dev/null || true
 	fi
 	rm -f "$pidfile"
 }
@@ -167,6 +170,7 @@ start_fuse() {
 		fi
 		say "attempt $attempt: mount got device $dev, not $want (a concurrent mount); retrying"
 		stop_fuse
+		sleep 0.5
 	done
 	say "could not get device $want back for the FUSE mount: another mount holds it."
 	say "FSAL_VFS handles carry the device number, so every NFS handle of this export"
