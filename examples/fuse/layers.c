@@ -154,6 +154,13 @@ void ufs_node_keep(const fhmap_object *obj)
 		n->kept_fd = fd;
 }
 
+int ufs_node_kept_fd(uint64_t ino)
+{
+	struct ufs_node *n = node_find(ino);
+
+	return n ? n->kept_fd : -1;
+}
+
 int ufs_node_kept_stat(struct stat *st, uint64_t ino)
 {
 	struct ufs_node *n = node_find(ino);

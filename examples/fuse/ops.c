@@ -178,6 +178,42 @@ static int apply_setattr(const fhmap_object *obj, struct stat *attr, int to_set,
 	return r;
 }
 
+/* setattr of an object that lost its last name but is still open: through
+ * the open file, or the inode kept for the kernel. */
+static int setattr_unlinked(struct stat *st, uint64_t ino, struct stat *attr, int to_set,
+                            struct fuse_file_info *fi)
+{
+	char proc[64];
+	int fd = fi ? (int)fi->fh : ufs_node_kept_fd(ino);
+
+	if (fd < 0)
+		return -ESTALE;
+	ufs_proc_path(proc, sizeof(proc), fd);
+	if ((to_set & FUSE_SET_ATTR_SIZE) && truncate(proc, attr->st_size) < 0)
+		return -errno;
+	if ((to_set & FUSE_SET_ATTR_MODE) && chmod(proc, attr->st_mode & 07777) < 0)
+		return -errno;
+	if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    chown(proc, (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1,
+	          (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1) < 0)
+		return -errno;
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+
+		if (to_set & FUSE_SET_ATTR_ATIME)
+			ts[0] = attr->st_atim;
+		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+			ts[0].tv_nsec = UTIME_NOW;
+		if (to_set & FUSE_SET_ATTR_MTIME)
+			ts[1] = attr->st_mtim;
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			ts[1].tv_nsec = UTIME_NOW;
+		if (utimensat(AT_FDCWD, proc, ts, 0) < 0)
+			return -errno;
+	}
+	return ufs_node_kept_stat(st, ino);
+}
+
 static void ufs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                         struct fuse_file_info *fi)
 {
@@ -185,6 +221,14 @@ static void ufs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	struct stat st;
 	int r = obj_upper(&obj, ino);
 
+	if (r == -ESTALE) {
+		r = setattr_unlinked(&st, ino, attr, to_set, fi);
+		if (r < 0)
+			fuse_reply_err(req, -r);
+		else
+			fuse_reply_attr(req, &st, UFS_TIMEOUT);
+		return;
+	}
 	if (r == 0)
 		r = apply_setattr(&obj, attr, to_set, fi);
 	if (r == 0)
@@ -289,11 +333,14 @@ static int create_entry(fhmap_object *out, fuse_req_t req, fuse_ino_t parent, co
 	fhmap_realfh u;
 	uint64_t ino;
 	char tmp[64];
-	int r = ufs_dir_open(&d, parent), placed = 0;
+	int r, placed = 0;
 
+	*fd = -1;
+	if (S_ISCHR(mode) && rdev == makedev(0, 0))
+		return -EPERM; /* would read back as a whiteout, as in overlayfs */
+	r = ufs_dir_open(&d, parent);
 	if (r < 0)
 		return r;
-	*fd = -1;
 	if (ufs_is_work_name(&d, name)) {
 		r = -EPERM;
 		goto out;
@@ -832,6 +879,13 @@ static void ufs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = obj_upper(&obj, ino);
 	if (r == 0)
 		r = ufs_open_live(&fd, &obj, fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
+	if (r == -ESTALE && ufs_node_kept_fd(ino) >= 0) {
+		char proc[64]; /* reopened through /proc/PID/fd after its last unlink */
+
+		ufs_proc_path(proc, sizeof(proc), ufs_node_kept_fd(ino));
+		fd = open(proc, (fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC)) | O_CLOEXEC);
+		r = fd < 0 ? -errno : 0;
+	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;

@@ -103,6 +103,7 @@ void ufs_node_ref(uint64_t ino);
 void ufs_node_forget(uint64_t ino, uint64_t nlookup);
 void ufs_nodes_free(void);
 void ufs_node_keep(const fhmap_object *obj);
+int ufs_node_kept_fd(uint64_t ino);
 int ufs_node_kept_stat(struct stat *st, uint64_t ino);
 
 /* Copy-up (copyup.c). */

@@ -132,6 +132,9 @@ case_union() {
 	rm "$M/tmpf"
 	expect "unlinked file stays readable while open" "$(cat <&3)" open
 	expect "and stat-able, with no links" "$(stat -L -c %h /proc/self/fd/3)" 0
+	truncate -s 2 /proc/self/fd/3
+	chmod 600 /proc/self/fd/3
+	expect "and its size and mode can change" "$(stat -L -c '%s %a' /proc/self/fd/3)" "2 600"
 	exec 3<&-
 	ln -s a "$M/sym"; mkfifo "$M/fifo"; mkdir -p "$M/n1/n2"; echo c >"$M/n1/n2/c"
 	expect "symlink" "$(readlink "$M/sym") $(head -1 "$M/sym")" "a A1"
