@@ -301,27 +301,18 @@ static void check_intent(struct scan *s, const fhmap_copyup_intent *in)
 
 static void walk_intents(struct scan *s)
 {
-	fhmap_copyup_intent *in = NULL;
-	size_t n = 0, cap = 0;
-	int r;
+	fhmap_copyup_intent *in;
+	size_t n;
+	int r = ctl_intents_load(&in, &n, s->map);
 
-	/* The list may grow between the two calls; retry until it fits. */
-	do {
-		free(in);
-		cap = n + 16;
-		in = calloc(cap, sizeof(*in));
-		if (!in) {
-			s->t->error = -ENOMEM;
-			return;
-		}
-		r = fhmap_copyup_pending(in, cap, &n, s->map);
-	} while (r == 0 && n > cap);
-	for (size_t k = 0; r == 0 && k < n && !s->t->error; k++) {
+	if (r != 0) {
+		s->t->error = r;
+		return;
+	}
+	for (size_t k = 0; k < n && !s->t->error; k++) {
 		s->t->pending++;
 		check_intent(s, &in[k]);
 	}
-	if (r != 0)
-		s->t->error = r;
 	free(in);
 }
 

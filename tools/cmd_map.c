@@ -264,14 +264,14 @@ static void file_size(const char *db, const char *name, uint64_t *apparent, uint
 
 static void info_pending(fhmap *map, int json)
 {
-	fhmap_copyup_intent in[16];
-	size_t n = 0;
+	fhmap_copyup_intent *in;
+	size_t n;
 
-	if (fhmap_copyup_pending(in, 16, &n, map) != 0)
+	if (ctl_intents_load(&in, &n, map) != 0)
 		return;
 	if (json)
 		json_arr_begin("pending_copyups");
-	for (size_t k = 0; k < n && k < 16; k++) {
+	for (size_t k = 0; k < n; k++) {
 		char path[CTL_PATH_MAX], when[32];
 		int alive = ctl_pid_alive(in[k].pid);
 
@@ -294,8 +294,7 @@ static void info_pending(fhmap *map, int json)
 	}
 	if (json)
 		json_arr_end();
-	else if (n > 16)
-		printf("  ... and %zu more (see 'fhmapctl check')\n", n - 16);
+	free(in);
 }
 
 static void info_print(const char *db, fhmap *map, const fhmap_info *in, const fhmap_map_stats *s,

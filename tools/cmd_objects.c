@@ -1,6 +1,7 @@
 /* fhmapctl: commands about objects and handles: ls, show, encode, decode. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fhmapctl.h"
@@ -130,17 +131,19 @@ int ctl_cmd_ls(int argc, char **argv)
 /* The pending copy-up intent of @p ino, if any. */
 static int find_intent(fhmap_copyup_intent *out, fhmap *map, uint64_t ino)
 {
-	fhmap_copyup_intent in[64];
-	size_t n = 0;
+	fhmap_copyup_intent *in;
+	size_t n;
+	int found = 0;
 
-	if (fhmap_copyup_pending(in, 64, &n, map) != 0)
+	if (ctl_intents_load(&in, &n, map) != 0)
 		return 0;
-	for (size_t k = 0; k < n && k < 64; k++)
+	for (size_t k = 0; k < n && !found; k++)
 		if (in[k].ino == ino) {
 			*out = in[k];
-			return 1;
+			found = 1;
 		}
-	return 0;
+	free(in);
+	return found;
 }
 
 static void show_human(fhmap *map, const fhmap_object *o)

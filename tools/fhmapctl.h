@@ -113,6 +113,8 @@ const char *ctl_layer_rel(const char *upath);
 int ctl_resolve_object(uint64_t *out, fhmap *map, const char *spec);
 /* Reads all layers into a new array (free it). */
 int ctl_layers_load(fhmap_layer **out, size_t *count, fhmap *map);
+/* Reads all pending copy-up intents into a new array (free it). */
+int ctl_intents_load(fhmap_copyup_intent **out, size_t *count, fhmap *map);
 /* Is the process that recorded a copy-up intent still running? */
 int ctl_pid_alive(uint32_t pid);
 /* Number of objects a walk will visit, as an upper bound for progress. */

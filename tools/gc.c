@@ -79,11 +79,13 @@ static void gc_purged(void *ctx, size_t i, int r)
 /* Intents of processes that are gone and left no upper file. */
 static int gc_intents(struct gc *g, fhmap *map)
 {
-	fhmap_copyup_intent in[256];
-	size_t n = 0;
-	int r = fhmap_copyup_pending(in, 256, &n, map);
+	fhmap_copyup_intent *in;
+	size_t n;
+	int r = ctl_intents_load(&in, &n, map);
 
-	for (size_t k = 0; r == 0 && k < n && k < 256; k++) {
+	if (r != 0)
+		return r;
+	for (size_t k = 0; k < n; k++) {
 		char path[CTL_PATH_MAX];
 		fhmap_realfh fh;
 		fhmap_object o;
@@ -96,7 +98,8 @@ static int gc_intents(struct gc *g, fhmap *map)
 		gc_report(g, o.ino, "the crashed copy-up intent",
 		          g->dry_run ? 0 : fhmap_copyup_abort(map, o.ino));
 	}
-	return r;
+	free(in);
+	return 0;
 }
 
 static int gc_opt(void *ctx, int opt, const char *arg)

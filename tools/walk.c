@@ -138,6 +138,30 @@ int ctl_resolve_object(uint64_t *out, fhmap *map, const char *spec)
 	return r;
 }
 
+int ctl_intents_load(fhmap_copyup_intent **out, size_t *count, fhmap *map)
+{
+	fhmap_copyup_intent *in = NULL;
+	size_t n = 0, cap;
+	int r;
+
+	/* The list may grow between two calls; retry until it fits. */
+	do {
+		free(in);
+		cap = n + 16;
+		in = calloc(cap, sizeof(*in));
+		if (!in)
+			return -ENOMEM;
+		r = fhmap_copyup_pending(in, cap, &n, map);
+	} while (r == 0 && n > cap);
+	if (r != 0) {
+		free(in);
+		return r;
+	}
+	*out = in;
+	*count = n;
+	return 0;
+}
+
 int ctl_pid_alive(uint32_t pid)
 {
 	if (pid == 0 || pid > (uint32_t)INT32_MAX)

@@ -75,6 +75,13 @@ run check "$T/db" --deep
 [ "$("$CTL" check --json "$T/db" | jq .clean)" = true ] || fail "check --json"
 expect_rc 0 stats "$T/db"
 
+# A progress bar on a terminal, nothing on stderr when piped.
+command -v script >/dev/null || fail "script(1) is missing (util-linux)"
+script -qec "'$CTL' check --deep '$T/db'" /dev/null > "$T/tty"
+grep -q 'deep check \[#*\] 100%' "$T/tty" || fail "no progress bar on a terminal"
+"$CTL" check --deep "$T/db" 2> "$T/stderr" > /dev/null
+[ ! -s "$T/stderr" ] || fail "check wrote to a piped stderr"
+
 # Every command has --help, exit 0.
 for c in init info layers ls show encode decode check repair rebase gc backup restore stats; do
 	expect_rc 0 "$c" --help
