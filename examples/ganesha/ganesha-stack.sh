@@ -34,13 +34,21 @@ usage() {
 	exit 2
 }
 
-# True while PID runs the program named NAME (guards against PID reuse); a
-# zombie (our own child that exited) counts as gone.
+# True when PID is a dead process not yet reaped by its parent. A zombie
+# main thread with other threads still running (Ganesha shutting down) is
+# not dead.
+pid_dead() {
+	local st
+	st=$(cat "/proc/$1/status" 2>/dev/null) || return 0
+	grep -q '^State:[[:space:]]*Z' <<<"$st" && grep -q '^Threads:[[:space:]]*1$' <<<"$st"
+}
+
+# True while PID runs the program named NAME (guards against PID reuse).
 pid_is() {
 	local pid=$1 name=$2 comm
 	[ -n "$pid" ] && [ -r "/proc/$pid/comm" ] || return 1
 	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-	grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 1
+	pid_dead "$pid" && return 1
 	[ "${comm:0:15}" = "${name:0:15}" ]
 }
 

@@ -66,7 +66,9 @@ cleanup() {
 		esac
 	done </proc/self/mounts
 	for p in "${pids_seen[@]}"; do
-		if [ -d "/proc/$p" ] && grep -qE 'fhmap-unionfs|ganesha|rpcbind' "/proc/$p/comm" 2>/dev/null; then
+		# A dead process its parent has not reaped yet (State Z, one thread) is gone.
+		if [ -d "/proc/$p" ] && grep -qE 'fhmap-unionfs|ganesha|rpcbind' "/proc/$p/comm" 2>/dev/null &&
+			! { grep -q '^State:[[:space:]]*Z' "/proc/$p/status" && grep -q '^Threads:[[:space:]]*1$' "/proc/$p/status"; } 2>/dev/null; then
 			echo "FAIL: process $p ($(cat "/proc/$p/comm")) survived teardown"
 			rc=1
 		fi
