@@ -31,7 +31,7 @@ mnt_port=${FHMAP_E2E_MNT_PORT:-32048}
 port_free "$nfs_port" && port_free "$mnt_port" || skip "ports $nfs_port/$mnt_port are in use (set FHMAP_E2E_NFS_PORT/MNT_PORT)"
 
 t=$(mktemp -d "${TMPDIR:-/tmp}/fhmap-ganesha-e2e.XXXXXX")
-L=$t/lower U=$t/upper M=$t/mnt S=$t/state H=$t/handles
+L=$t/lower L2=$t/lower2 U=$t/upper M=$t/mnt S=$t/state H=$t/handles
 started=$(date +%s)
 fails=0
 pids_seen=()
@@ -124,7 +124,7 @@ both() { local f=$1; shift; "$f" v3 "$@"; "$f" v4 "$@"; }
 step() { echo "== $*"; }
 
 # 1. Layers and stack.
-mkdir -p "$L/dir/sub" "$L/dir/empty" "$U" "$M"
+mkdir -p "$L/dir/sub" "$L/dir/empty" "$L2" "$U" "$M"
 printf 'one' >"$L/file1.txt"
 printf 'hard' >"$L/h1"
 ln "$L/h1" "$L/h2"
@@ -132,15 +132,18 @@ printf 'deep' >"$L/dir/sub/deep.txt"
 printf 'x' >"$L/dir/x.txt"
 printf 'move me' >"$L/mv.txt"
 printf 'doomed' >"$L/gone.txt"
+printf 'second layer' >"$L2/only2.txt"
+printf 'hidden' >"$L2/shadow.txt"
+printf 'top layer wins' >"$L/shadow.txt"
 
 step "1. mount fhmap-unionfs, start rpcbind and Ganesha"
 "$stack" up "$S" --export "$M" --pseudo /union --nfs-port "$nfs_port" --mnt-port "$mnt_port" \
-	--unionfs "$unionfs" --lower "$L" --upper "$U" --db "$t/db" || { fail "stack did not come up"; exit 1; }
+	--unionfs "$unionfs" --lower "$L:$L2" --upper "$U" --db "$t/db" || { fail "stack did not come up"; exit 1; }
 remember_pids
 dev_before=$(stat -c %Hd:%Ld "$M")
 
 step "2. take NFSv3 and NFSv4 handles"
-paths=(file1.txt h1 h2 dir dir/sub dir/sub/deep.txt dir/x.txt mv.txt gone.txt)
+paths=(file1.txt h1 h2 dir dir/sub dir/sub/deep.txt dir/x.txt mv.txt gone.txt only2.txt shadow.txt)
 nfs take "$H" /union "${paths[@]}" || { fail "could not take handles"; exit 1; }
 while read -r vers path hex; do
 	max=64
@@ -151,6 +154,8 @@ both expect_read file1.txt one
 both expect_read h1 hard
 both expect_read h2 hard
 both expect_read dir/sub/deep.txt deep
+both expect_read only2.txt "second layer"
+both expect_read shadow.txt "top layer wins"
 [ "$(attr v3 dir type)" = dir ] && pass "v3 GETATTR dir: a directory" || fail "v3 GETATTR dir: $(cat "$t/err")"
 [ "$(attr v4 dir/sub type)" = dir ] && pass "v4 GETATTR dir/sub: a directory" || fail "v4 GETATTR dir/sub: $(cat "$t/err")"
 id_h1=$(attr v3 h1 fileid)
@@ -218,6 +223,12 @@ nfs write "$H" v3 dir/x.txt 0 "x-after-restart" 2>"$t/err" && pass "v3 WRITE dir
 	fail "v3 WRITE dir/x.txt: $(cat "$t/err")"
 both expect_read dir/x.txt x-after-restart
 copied_up dir/x.txt x x-after-restart
+both expect_read only2.txt "second layer"
+both expect_read shadow.txt "top layer wins"
+nfs write "$H" v4 only2.txt 0 "SECOND-after-restart" 2>"$t/err" &&
+	pass "v4 WRITE only2.txt (copy-up from the second lower layer)" || fail "v4 WRITE only2.txt: $(cat "$t/err")"
+both expect_read only2.txt SECOND-after-restart
+[ "$(cat "$L2/only2.txt")" = "second layer" ] && pass "second lower layer untouched" || fail "second lower layer modified"
 
 step "6. tear down"
 remember_pids
