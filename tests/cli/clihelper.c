@@ -168,8 +168,30 @@ static int key_holds(const MDB_val *key, const fhmap_realfh *fh)
 	return 0;
 }
 
-/* Deletes, in every named table, the entries whose key holds @p fh. */
-static int drop_entries(MDB_env *env, const fhmap_realfh *fh, int *dropped)
+/* With @p forge, the entry gets a twin whose key holds a handle no object
+ * has (last handle byte flipped): a dangling index entry. Without, the entry
+ * is deleted. */
+static int change_entry(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, MDB_val *k, MDB_val *v,
+                        const fhmap_realfh *fh, int forge)
+{
+	unsigned char key[512];
+
+	if (!forge)
+		return mdb_cursor_del(c, 0);
+	if (k->mv_size > sizeof(key))
+		return MDB_BAD_VALSIZE;
+	memcpy(key, k->mv_data, k->mv_size);
+	for (size_t off = 0; off + fh->len <= k->mv_size; off++)
+		if (memcmp(key + off, fh->data, fh->len) == 0) {
+			key[off + fh->len - 1] ^= 0xff;
+			break;
+		}
+	k->mv_data = key;
+	return mdb_put(txn, dbi, k, v, MDB_NOOVERWRITE);
+}
+
+/* Changes, in every named table, the entries whose key holds @p fh. */
+static int drop_entries(MDB_env *env, const fhmap_realfh *fh, int forge, int *dropped)
 {
 	MDB_txn *txn;
 	MDB_dbi main_dbi;
@@ -191,8 +213,11 @@ static int drop_entries(MDB_env *env, const fhmap_realfh *fh, int *dropped)
 		if (mdb_dbi_open(txn, name, 0, &dbi) != 0 || mdb_cursor_open(txn, dbi, &c) != 0)
 			continue;
 		for (int eop = MDB_FIRST; mdb_cursor_get(c, &ek, &ev, eop) == 0; eop = MDB_NEXT)
-			if (key_holds(&ek, fh) && mdb_cursor_del(c, 0) == 0)
+			if (key_holds(&ek, fh) && change_entry(txn, dbi, c, &ek, &ev, fh, forge) == 0) {
 				(*dropped)++;
+				if (forge)
+					break; /* the twin sorts near the original */
+			}
 		mdb_cursor_close(c);
 	}
 	if (r == MDB_NOTFOUND)
@@ -204,8 +229,9 @@ static int drop_entries(MDB_env *env, const fhmap_realfh *fh, int *dropped)
 }
 
 /* drop-index DB INO origin|upper: removes the index entry of one real handle
- * of an object directly in LMDB, as a lost write or a buggy tool would. */
-static int drop_index(const char *db, const char *ino_arg, const char *which)
+ * of an object directly in LMDB, as a lost write or a buggy tool would.
+ * forge-index: adds a dangling twin of that entry instead. */
+static int drop_index(const char *db, const char *ino_arg, const char *which, int forge)
 {
 	fhmap *map = open_map(db);
 	fhmap_object o;
@@ -222,7 +248,7 @@ static int drop_index(const char *db, const char *ino_arg, const char *which)
 		return fail("mdb_env_create", 1);
 	r = mdb_env_open(env, db, 0, 0600);
 	if (!r)
-		r = drop_entries(env, strcmp(which, "upper") ? &o.origin : &o.upper, &dropped);
+		r = drop_entries(env, strcmp(which, "upper") ? &o.origin : &o.upper, forge, &dropped);
 	mdb_env_close(env);
 	if (r) {
 		fprintf(stderr, "clihelper: drop-index: %s\n", mdb_strerror(r));
@@ -246,8 +272,11 @@ int main(int argc, char **argv)
 	if (argc == 4 && strcmp(argv[1], "gen-bump") == 0)
 		return forget(argv[2], argv[3], 1);
 	if (argc == 5 && strcmp(argv[1], "drop-index") == 0)
-		return drop_index(argv[2], argv[3], argv[4]);
+		return drop_index(argv[2], argv[3], argv[4], 0);
+	if (argc == 5 && strcmp(argv[1], "forge-index") == 0)
+		return drop_index(argv[2], argv[3], argv[4], 1);
 	fprintf(stderr, "usage: clihelper populate DB LAYER | copyup DB INO [--crash] |\n"
-	                "       unlink DB INO | gen-bump DB INO | drop-index DB INO origin|upper\n");
+	                "       unlink DB INO | gen-bump DB INO |\n"
+	                "       drop-index DB INO origin|upper | forge-index DB INO origin|upper\n");
 	return 2;
 }
