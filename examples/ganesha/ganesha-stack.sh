@@ -160,9 +160,11 @@ start_fuse() {
 		# FUSE mounts get major 0; pin only then.
 		if [ "${want%%:*}" = 0 ] && ! pin_below "${want#*:}"; then
 			unpin
-			say "attempt $attempt: device $want is held by another mount; waiting"
-			sleep 1
-			continue
+			if [ "${FHMAP_ALLOW_NEW_DEV:-0}" != 1 ]; then
+				say "attempt $attempt: device $want is held by another mount; waiting"
+				sleep 1
+				continue
+			fi
 		fi
 		mount_fuse
 		unpin
@@ -233,6 +235,8 @@ start_ganesha() {
 	local pid i lines
 	[ -f "$state/ganesha.pid" ] && pid_is "$(cat "$state/ganesha.pid")" ganesha.nfsd &&
 		die "Ganesha already runs (pid $(cat "$state/ganesha.pid"))"
+	# Exporting the bare mountpoint would hand out handles of the wrong filesystem.
+	[ -z "$UNIONFS" ] || is_fuse_mount "$EXPORT" || die "$EXPORT is not mounted: start the FUSE daemon first"
 	[ -d /var/run/ganesha ] || echo /var/run/ganesha >"$state/ganesha.rundir"
 	touch "$state/ganesha.log"
 	lines=$(wc -l <"$state/ganesha.log")
