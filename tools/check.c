@@ -44,6 +44,8 @@ struct scan {
 	struct check_totals *t;
 	struct scan_layer *layers;
 	size_t nlayers;
+	fhmap_copyup_intent *intents;     /* pending, in object order */
+	size_t nintents;
 	uint64_t good_origin, good_upper; /* index entries that map back */
 	char path[CTL_PATH_MAX];          /* of the object being visited */
 };
@@ -106,7 +108,40 @@ static void check_index(struct scan *s, const fhmap_object *o, int upper)
 		upper ? s->good_upper++ : s->good_origin++;
 }
 
-static const char *state_contradiction(const fhmap_object *o)
+static int intent_listed(const struct scan *s, uint64_t ino)
+{
+	size_t lo = 0, hi = s->nintents;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->intents[mid].ino == ino)
+			return 1;
+		if (s->intents[mid].ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* A copy-up may begin while the map is walked: reread the list on a miss. */
+static int has_intent(struct scan *s, uint64_t ino)
+{
+	fhmap_copyup_intent *in;
+	size_t n;
+
+	if (intent_listed(s, ino))
+		return 1;
+	if (ctl_intents_load(&in, &n, s->map) != 0)
+		return 0;
+	free(s->intents);
+	s->intents = in;
+	s->nintents = n;
+	return intent_listed(s, ino);
+}
+
+static const char *state_contradiction(struct scan *s, const fhmap_object *o)
 {
 	switch (o->state) {
 	case FHMAP_STATE_ORIGIN:
@@ -114,7 +149,9 @@ static const char *state_contradiction(const fhmap_object *o)
 			return "state origin but no origin handle";
 		return o->has_upper ? "state origin but it has an upper handle" : NULL;
 	case FHMAP_STATE_COPYUP:
-		return o->has_origin ? NULL : "state copyup but no origin handle";
+		if (!o->has_origin)
+			return "state copyup but no origin handle";
+		return has_intent(s, o->ino) ? NULL : "state copyup but no copy-up intent";
 	case FHMAP_STATE_UPPER:
 		return o->has_upper ? NULL : "state upper but no upper handle";
 	default:
@@ -214,7 +251,7 @@ static void check_object(struct scan *s, const fhmap_object *o)
 		         o->parent, o->name, fhmap_strerror(r));
 		report(s, &p);
 	}
-	bad = state_contradiction(o);
+	bad = state_contradiction(s, o);
 	if (bad) {
 		problem_init(&p, CHECK_STATE, o, s->path);
 		snprintf(p.reason, sizeof(p.reason), "%s", bad);
@@ -301,19 +338,10 @@ static void check_intent(struct scan *s, const fhmap_copyup_intent *in)
 
 static void walk_intents(struct scan *s)
 {
-	fhmap_copyup_intent *in;
-	size_t n;
-	int r = ctl_intents_load(&in, &n, s->map);
-
-	if (r != 0) {
-		s->t->error = r;
-		return;
-	}
-	for (size_t k = 0; k < n && !s->t->error; k++) {
+	for (size_t k = 0; k < s->nintents && !s->t->error; k++) {
 		s->t->pending++;
-		check_intent(s, &in[k]);
+		check_intent(s, &s->intents[k]);
 	}
-	free(in);
 }
 
 /* Entries beyond those that map back to their object point nowhere. */
@@ -384,7 +412,10 @@ void check_scan(struct check_totals *t, fhmap *map, int deep, check_fn fn, void 
 	struct scan s = { .map = map, .deep = deep, .fn = fn, .ctx = ctx, .t = t };
 
 	memset(t, 0, sizeof(*t));
-	open_layers(&s);
+	/* Intents first: the walk needs them to judge copy-up states. */
+	t->error = ctl_intents_load(&s.intents, &s.nintents, map);
+	if (!t->error)
+		open_layers(&s);
 	if (!t->error)
 		walk_objects(&s);
 	if (!t->error)
@@ -395,4 +426,5 @@ void check_scan(struct check_totals *t, fhmap *map, int deep, check_fn fn, void 
 		if (s.layers[i].fd >= 0)
 			close(s.layers[i].fd);
 	free(s.layers);
+	free(s.intents);
 }

@@ -172,7 +172,7 @@ static const char *advice(int err)
 	case -ENOENT:
 		return "check the path, or create a map with 'fhmapctl init'";
 	case -EMEDIUMTYPE:
-		return "the directory holds something that is not a libfhmap map";
+		return "give the map directory, the one holding data.mdb";
 	case -EPROTONOSUPPORT:
 		return "use the libfhmap release that wrote this map";
 	case -EUCLEAN:
