@@ -88,6 +88,8 @@ static int ls_walk(fhmap *map, const struct ls_args *a, int json)
 		else
 			object_row(map, &o);
 	}
+	if (r == 0) /* stopped by --limit: is there more? */
+		r = fhmap_iter_next(&o, it);
 	fhmap_iter_free(it);
 	if (json) {
 		json_arr_end();

@@ -69,6 +69,8 @@ run check "$T/db" --deep
 [ "$("$CTL" stats --json "$T/db" | jq .objects)" = "$ha" ] || fail "stats --json objects"
 [ "$("$CTL" info --json "$T/db" | jq .objects.unlinked)" = 0 ] || fail "info --json unlinked"
 [ "$("$CTL" ls --json "$T/db" | jq '.objects | length')" = "$ha" ] || fail "ls --json"
+[ "$("$CTL" ls --json "$T/db" --limit "$ha" | jq .truncated)" = false ] || fail "ls --limit all"
+[ "$("$CTL" ls --json "$T/db" --limit 2 | jq .truncated)" = true ] || fail "ls --limit 2"
 [ "$("$CTL" layers --json "$T/db" | jq -r '.layers[2].role')" = upper ] || fail "layers --json"
 [ "$("$CTL" show --json "$T/db" /d1/b | jq -r .path)" = /d1/b ] || fail "show --json"
 [ "$("$CTL" decode --json "$T/db" "$h" | jq -r .lives_at)" = "$T/lower1/d1/b" ] || fail "decode --json"
