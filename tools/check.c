@@ -47,6 +47,8 @@ struct scan {
 	fhmap_copyup_intent *intents;     /* pending, in object order */
 	size_t nintents;
 	uint64_t good_origin, good_upper; /* index entries that map back */
+	uint64_t added_origin, added_upper; /* entries the callback added */
+	fhmap_map_stats before;           /* figures when the scan began */
 	char path[CTL_PATH_MAX];          /* of the object being visited */
 };
 
@@ -104,8 +106,10 @@ static void check_index(struct scan *s, const fhmap_object *o, int upper)
 	else
 		snprintf(p.reason, sizeof(p.reason),
 		         "%s handle is indexed to object %" PRIu64 " instead", which, found);
-	if (report(s, &p) && r)
+	if (report(s, &p) && r) {
 		upper ? s->good_upper++ : s->good_origin++;
+		upper ? s->added_upper++ : s->added_origin++;
+	}
 }
 
 static int intent_listed(const struct scan *s, uint64_t ino)
@@ -332,8 +336,10 @@ static void check_intent(struct scan *s, const fhmap_copyup_intent *in)
 		                     : "no upper file: repair rolls it back");
 	}
 	/* A roll forward adds an upper index entry that maps back. */
-	if (report(s, &p) && p.has_fresh)
+	if (report(s, &p) && p.has_fresh) {
 		s->good_upper++;
+		s->added_upper++;
+	}
 }
 
 static void walk_intents(struct scan *s)
@@ -344,7 +350,14 @@ static void walk_intents(struct scan *s)
 	}
 }
 
-/* Entries beyond those that map back to their object point nowhere. */
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Entries beyond those that map back to their object point nowhere. The
+ * smaller of the counts before and after the walk is used, so that objects
+ * a running union adds meanwhile are not taken for dangling entries. */
 static void check_counts(struct scan *s)
 {
 	fhmap_map_stats st;
@@ -356,7 +369,10 @@ static void check_counts(struct scan *s)
 		return;
 	}
 	for (int upper = 0; upper < 2; upper++) {
-		uint64_t entries = upper ? st.upper_entries : st.origin_entries;
+		uint64_t entries = upper ? min_u64(s->before.upper_entries + s->added_upper,
+		                                   st.upper_entries)
+		                         : min_u64(s->before.origin_entries + s->added_origin,
+		                                   st.origin_entries);
 		uint64_t good = upper ? s->good_upper : s->good_origin;
 
 		if (entries <= good)
@@ -413,7 +429,9 @@ void check_scan(struct check_totals *t, fhmap *map, int deep, check_fn fn, void 
 
 	memset(t, 0, sizeof(*t));
 	/* Intents first: the walk needs them to judge copy-up states. */
-	t->error = ctl_intents_load(&s.intents, &s.nintents, map);
+	t->error = fhmap_stats(&s.before, map);
+	if (!t->error)
+		t->error = ctl_intents_load(&s.intents, &s.nintents, map);
 	if (!t->error)
 		open_layers(&s);
 	if (!t->error)

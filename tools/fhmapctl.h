@@ -58,6 +58,9 @@ int ctl_parse_exit(int r);
 #define CTL_OPEN_LAZY 0x10000u
 fhmap *ctl_map_open(const char *path, unsigned int flags);
 
+/* Warns on stderr when other processes have the map open (before changes). */
+void ctl_warn_in_use(fhmap *map);
+
 /* Parses an unsigned decimal number; 0 on success, -1 if not a number. */
 int ctl_parse_u64(uint64_t *out, const char *s);
 

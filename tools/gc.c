@@ -131,6 +131,8 @@ int ctl_cmd_gc(int argc, char **argv)
 	map = ctl_map_open(argv[i], g.dry_run ? FHMAP_OPEN_RDONLY : CTL_OPEN_LAZY);
 	if (!map)
 		return CTL_EXIT_ERROR;
+	if (!g.dry_run)
+		ctl_warn_in_use(map);
 	if (c.json) {
 		json_obj_begin(NULL);
 		json_arr_begin("dropped");

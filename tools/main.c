@@ -232,6 +232,17 @@ fhmap *ctl_map_open(const char *path, unsigned int flags)
 	return NULL;
 }
 
+void ctl_warn_in_use(fhmap *map)
+{
+	fhmap_map_stats st;
+
+	if (fhmap_stats(&st, map) == 0 && st.readers > 1)
+		ctl_err("note: %u other reader slots of this map are in use (a running union, or "
+		        "slots of crashed processes): changes are safe for LMDB, but the union may act "
+		        "on the map meanwhile",
+		        (unsigned)st.readers - 1);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: fhmapctl COMMAND [ARGS] [--json]\n\ncommands:\n");

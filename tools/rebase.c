@@ -264,7 +264,7 @@ static void rebase_summary(const struct rebase *rb)
  * --partial: it is more likely a typo or an unfinished copy than the layer. */
 static int rebase_run(struct rebase *rb)
 {
-	int r = rebase_collect(rb), rc;
+	int r = rebase_collect(rb), rc = CTL_EXIT_OK;
 
 	if (r != 0) {
 		ctl_report("cannot read the map", r);
@@ -275,12 +275,16 @@ static int rebase_run(struct rebase *rb)
 		        rb->newroot, rb->missing, rb->on_layer, (unsigned)rb->layer.id);
 		rb->dry_run = 1;
 		rc = CTL_EXIT_PROBLEM;
-	} else if (!rb->dry_run && (r = rebase_apply(rb)) != 0) {
-		ctl_report("rebase stopped (run it again to finish)", r);
-		rc = CTL_EXIT_ERROR;
-	} else {
-		rc = rb->missing || rb->failed ? CTL_EXIT_PROBLEM : CTL_EXIT_OK;
+	} else if (!rb->dry_run) {
+		ctl_warn_in_use(rb->map);
+		r = rebase_apply(rb);
+		if (r != 0) {
+			ctl_report("rebase stopped (run it again to finish)", r);
+			rc = CTL_EXIT_ERROR;
+		}
 	}
+	if (rc == CTL_EXIT_OK && (rb->missing || rb->failed))
+		rc = CTL_EXIT_PROBLEM;
 	rebase_summary(rb);
 	return rc;
 }

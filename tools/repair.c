@@ -236,6 +236,8 @@ static int scan_command(int argc, char **argv, const char *name, int repair)
 	map = ctl_map_open(argv[i], repair && !a.dry_run ? CTL_OPEN_LAZY : FHMAP_OPEN_RDONLY);
 	if (!map)
 		return CTL_EXIT_ERROR;
+	if (repair && !a.dry_run)
+		ctl_warn_in_use(map);
 	if (c.json) {
 		json_obj_begin(NULL);
 		json_arr_begin("problems");
