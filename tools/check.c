@@ -205,7 +205,6 @@ static void check_hint(struct scan *s, const fhmap_object *o, const fhmap_realfh
 		         "%s handle opens another file than %s on layer %u (layer copied or file "
 		         "replaced?)",
 		         which, s->path, (unsigned)fh->layer);
-		p.has_fresh = check_fresh_handle(&p.fresh, s->map, fh->layer, s->path, o->type) == 0;
 		report(s, &p);
 	}
 }

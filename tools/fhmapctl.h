@@ -75,6 +75,8 @@ void ctl_uuid_str(char out[37], const unsigned char uuid[16]);
 void ctl_hex(char *out, const void *data, size_t len);
 /* Formats a real handle as "LAYER:TYPE:HEX". */
 void ctl_realfh_str(char *out, size_t size, const fhmap_realfh *fh);
+/* Same layer, type and handle bytes? */
+int ctl_realfh_equal(const fhmap_realfh *a, const fhmap_realfh *b);
 /* Parses hex digits into @p out; returns the length or -1. */
 int ctl_unhex(unsigned char *out, size_t cap, const char *hex);
 /* Formats seconds since the epoch as UTC ISO 8601. */

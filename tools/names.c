@@ -85,6 +85,12 @@ void ctl_realfh_str(char *out, size_t size, const fhmap_realfh *fh)
 	snprintf(out, size, "%u:%d:%s", (unsigned)fh->layer, (int)fh->type, hex);
 }
 
+int ctl_realfh_equal(const fhmap_realfh *a, const fhmap_realfh *b)
+{
+	return a->layer == b->layer && a->type == b->type && a->len == b->len &&
+	       a->len <= FHMAP_REALFH_MAX && memcmp(a->data, b->data, a->len) == 0;
+}
+
 static int hexval(int c)
 {
 	if (c >= '0' && c <= '9')

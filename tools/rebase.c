@@ -76,12 +76,6 @@ static int derive(struct rebase *rb, const fhmap_object *o, const char *path, fh
 	return fhmap_realfh_at(out, rb->layer.id, rb->rootfd, rel);
 }
 
-static int same_realfh(const fhmap_realfh *a, const fhmap_realfh *b)
-{
-	return a->layer == b->layer && a->type == b->type && a->len == b->len &&
-	       memcmp(a->data, b->data, a->len) == 0;
-}
-
 static int rebase_object(struct rebase *rb, const fhmap_object *o)
 {
 	struct rebase_item item = { .ino = o->ino };
@@ -107,7 +101,7 @@ static int rebase_object(struct rebase *rb, const fhmap_object *o)
 		rebase_say(rb, o->ino, path, item.upper ? "upper" : "origin", why);
 		return 0;
 	}
-	if (same_realfh(&item.fresh, item.upper ? &o->upper : &o->origin)) {
+	if (ctl_realfh_equal(&item.fresh, item.upper ? &o->upper : &o->origin)) {
 		rb->unchanged++;
 		return 0;
 	}

@@ -15,7 +15,7 @@ struct run {
 	int failed;      /* a fix failed with an I/O error */
 };
 
-static void problem_json(const struct check_problem *p, const char *action, const char *result)
+static void problem_json(const struct check_problem *p, const char *action)
 {
 	json_obj_begin(NULL);
 	json_str("kind", check_kind_name(p->kind));
@@ -32,8 +32,6 @@ static void problem_json(const struct check_problem *p, const char *action, cons
 	json_str("reason", p->reason);
 	if (action)
 		json_str("action", action);
-	if (result)
-		json_str("result", result);
 	json_obj_end();
 }
 
@@ -53,7 +51,7 @@ static const char *left_alone(const struct check_problem *p)
 {
 	switch (p->kind) {
 	case CHECK_INDEX_CONFLICT:
-		return "left alone: two objects claim one real handle; inspect both with 'fhmapctl show'";
+		return "left alone: the entry names another object; inspect both with 'fhmapctl show'";
 	case CHECK_INDEX_DANGLING:
 		return "left alone: the public API cannot list index entries to remove them";
 	case CHECK_PATH:
@@ -76,21 +74,28 @@ static const char *left_alone(const struct check_problem *p)
 	}
 }
 
-/* Re-stores the record (index entries follow), optionally with a fresh real
- * handle, then checks that the index maps the handle back. */
+/* Re-stores the record as it is now (index entries follow), for a stale
+ * handle with the handle of the file at the name hint, then checks that the
+ * index maps the handle back. A record changed since the scan is left to the
+ * next run (-EAGAIN). */
 static int fix_record(fhmap *map, const struct check_problem *p)
 {
-	fhmap_object o = p->obj;
-	const fhmap_realfh *fh;
+	int upper = p->which && strcmp(p->which, "upper") == 0;
+	fhmap_realfh *fh;
+	fhmap_object o;
 	uint64_t back = 0;
-	int upper = p->which && strcmp(p->which, "upper") == 0, r;
+	int r = fhmap_get(&o, map, p->ino);
 
-	if (p->kind == CHECK_HANDLE_STALE)
-		*(upper ? &o.upper : &o.origin) = p->fresh;
-	r = fhmap_object_update(map, &o);
 	if (r != 0)
 		return r;
 	fh = upper ? &o.upper : &o.origin;
+	if (!ctl_realfh_equal(fh, upper ? &p->obj.upper : &p->obj.origin))
+		return -EAGAIN;
+	if (p->kind == CHECK_HANDLE_STALE)
+		*fh = p->fresh;
+	r = fhmap_object_update(map, &o);
+	if (r != 0)
+		return r;
 	r = upper ? fhmap_lookup_upper(&back, map, fh) : fhmap_lookup_origin(&back, map, fh);
 	if (r == 0 && back != o.ino)
 		r = -EEXIST;
@@ -136,14 +141,15 @@ static int on_problem(void *ctx, fhmap *map, const struct check_problem *p)
 		r = p->kind == CHECK_COPYUP_CRASHED ? fix_copyup(map, p) : fix_record(map, p);
 		if (r != 0) {
 			snprintf(failed, sizeof(failed), "fix failed: %s",
-			         r == -ENOKEY ? "the library did not rebuild the index entry"
-			                      : fhmap_strerror(r));
+			         r == -ENOKEY   ? "the library did not rebuild the index entry"
+			         : r == -EAGAIN ? "the object changed meanwhile; run repair again"
+			                        : fhmap_strerror(r));
 			action = failed;
 			run->failed |= r == -EIO || r == -ENOSPC;
 		}
 	}
 	if (run->json)
-		problem_json(p, action, NULL);
+		problem_json(p, action);
 	else
 		problem_human(p, action);
 	if (p->kind == CHECK_COPYUP_RUNNING)
