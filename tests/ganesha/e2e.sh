@@ -49,6 +49,15 @@ remember_pids() {
 	done
 }
 
+# True while PID is one of the stack's programs and has not exited. A dead
+# process its parent has not reaped yet (State Z, one thread) has exited.
+stack_process_alive() {
+	local st
+	st=$(cat "/proc/$1/status" 2>/dev/null) || return 1
+	grep -qE '^Name:[[:space:]]*(fhmap-unionfs|ganesha.nfsd|rpcbind)$' <<<"$st" || return 1
+	! { grep -q '^State:[[:space:]]*Z' <<<"$st" && grep -q '^Threads:[[:space:]]*1$' <<<"$st"; }
+}
+
 cleanup() {
 	local rc=$? p
 	remember_pids
@@ -66,10 +75,8 @@ cleanup() {
 		esac
 	done </proc/self/mounts
 	for p in "${pids_seen[@]}"; do
-		# A dead process its parent has not reaped yet (State Z, one thread) is gone.
-		if [ -d "/proc/$p" ] && grep -qE 'fhmap-unionfs|ganesha|rpcbind' "/proc/$p/comm" 2>/dev/null &&
-			! { grep -q '^State:[[:space:]]*Z' "/proc/$p/status" && grep -q '^Threads:[[:space:]]*1$' "/proc/$p/status"; } 2>/dev/null; then
-			echo "FAIL: process $p ($(cat "/proc/$p/comm")) survived teardown"
+		if stack_process_alive "$p"; then
+			echo "FAIL: process $p ($(sed -n 's/^Name:[[:space:]]*//p' "/proc/$p/status" 2>/dev/null)) survived teardown"
 			rc=1
 		fi
 	done
