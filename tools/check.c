@@ -1,4 +1,4 @@
-/* fhmapctl: the consistency scan shared by check, repair and gc. It visits
+/* fhmapctl: the consistency scan of check and repair. It visits
  * every object once, then the copy-up intents, then compares index entry
  * counts. Fixes are the callback's business. */
 #include <errno.h>

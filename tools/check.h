@@ -1,4 +1,5 @@
-/* fhmapctl: the consistency scan shared by check, repair and gc. */
+/* fhmapctl: the consistency scan of check and repair (gc shares
+ * check_fresh_handle). */
 #ifndef FHMAPCTL_CHECK_H
 #define FHMAPCTL_CHECK_H
 

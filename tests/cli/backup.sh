@@ -16,6 +16,7 @@ run backup "$T/db" "$T/backup"
 run backup "$T/nomap" "$T/backup2"
 [ ! -e "$T/backup2" ] || fail "a failed backup left $T/backup2 behind"
 [ "$(json info "$T/backup" | jq -r .uuid)" = "$uuid" ] || fail "backup has another identity"
+[ "$(json backup "$T/db" "$T/backup3" | jq .objects)" = 8 ] || fail "backup --json"
 
 # The map is lost; the backup brings it back.
 rm -rf "$T/db"

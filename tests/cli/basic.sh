@@ -75,6 +75,7 @@ run check "$T/db" --deep
 [ "$("$CTL" show --json "$T/db" /d1/b | jq -r .path)" = /d1/b ] || fail "show --json"
 [ "$("$CTL" decode --json "$T/db" "$h" | jq -r .lives_at)" = "$T/lower1/d1/b" ] || fail "decode --json"
 [ "$("$CTL" check --json "$T/db" | jq .clean)" = true ] || fail "check --json"
+[ "$("$CTL" gc --json --dry-run "$T/db" | jq .tombstones)" = 0 ] || fail "gc --json"
 expect_rc 0 stats "$T/db"
 
 # A progress bar on a terminal, nothing on stderr when piped.
