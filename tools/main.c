@@ -116,7 +116,8 @@ int ctl_parse(int argc, char **argv, const struct ctl_command *cmd, const struct
 
 	if (n + 3 > sizeof(opts) / sizeof(opts[0]))
 		return CTL_PARSE_BAD;
-	memcpy(opts, extra, n * sizeof(*opts));
+	if (n)
+		memcpy(opts, extra, n * sizeof(*opts));
 	opts[n++] = (struct option){ "json", no_argument, NULL, 0x100 };
 	opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
 	opts[n] = (struct option){ 0, 0, 0, 0 };
