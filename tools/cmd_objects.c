@@ -164,7 +164,10 @@ static void show_human(fhmap *map, const fhmap_object *o)
 	ctl_realfh_str(fh, sizeof(fh), &o->upper);
 	printf("upper:      %s\n", o->has_upper ? fh : "-");
 	printf("name hint:  parent %" PRIu64 ", name \"%s\"\n", o->parent, o->name);
-	printf("path:       %s\n", pr == 0 ? path : fhmap_strerror(pr));
+	if (o->state == FHMAP_STATE_UNLINKED)
+		printf("path:       - (unlinked: handles decode as forgotten)\n");
+	else
+		printf("path:       %s\n", pr == 0 ? path : fhmap_strerror(pr));
 	if (fhmap_encode(h, &len, map, o->ino, 0, 0) == 0) {
 		ctl_hex(hex, h, len);
 		printf("handle:     %s\n", hex);
@@ -249,6 +252,10 @@ static int encode_print(fhmap *map, uint64_t ino, const struct encode_args *a, i
 		        r == -ENOENT ? "(or the parent given) is not in the map; see 'fhmapctl ls'"
 		                     : "(or the parent given) was unlinked: it has no valid handle");
 		return CTL_EXIT_PROBLEM;
+	}
+	if (r == -EINVAL && ino == FHMAP_ROOT_INO && (a->flags & FHMAP_FH_CONNECTABLE)) {
+		ctl_err("the root has no parent: encode it without --connectable");
+		return CTL_EXIT_ERROR;
 	}
 	if (r != 0) {
 		snprintf(what, sizeof(what), "cannot encode object %" PRIu64, ino);
