@@ -200,11 +200,17 @@ both expect_read dir/sub/deep.txt deep
 both expect_read dir/x.txt x
 [ "$(attr v3 dir type)" = dir ] && [ "$(attr v4 dir/sub type)" = dir ] &&
 	pass "directory handles still work after the rename" || fail "directory handle after rename: $(cat "$t/err")"
+# same_handle VERS SAVED_PATH FILE NEW_PATH: a fresh lookup gave the saved handle.
+same_handle() {
+	local old new
+	old=$(grep "^$1 $2 " "$H" | cut -d' ' -f3)
+	new=$(grep "^$1 $4 " "$3" | cut -d' ' -f3)
+	[ -n "$old" ] && [ "$old" = "$new" ] && pass "$1 handle of $2 is byte-identical when looked up as $4" ||
+		fail "$1 handle of $2 differs from the one looked up as $4"
+}
 nfs take "$t/fresh" /union dir2/sub/deep.txt dir2/sub/moved.txt >/dev/null 2>"$t/err" || fail "lookup after rename: $(cat "$t/err")"
-for v in v3 v4; do
-	[ "$(grep "^$v dir/sub/deep.txt " "$H" | cut -d' ' -f3)" = "$(grep "^$v dir2/sub/deep.txt " "$t/fresh" | cut -d' ' -f3)" ] &&
-		pass "$v handle of deep.txt is byte-identical under its new path" || fail "$v handle of deep.txt changed with the rename"
-done
+both same_handle dir/sub/deep.txt "$t/fresh" dir2/sub/deep.txt
+both same_handle mv.txt "$t/fresh" dir2/sub/moved.txt
 
 step "5. remove gone.txt; restart: stop Ganesha, stop FUSE, drop caches, start FUSE, start Ganesha"
 nfs remove /union gone.txt 2>"$t/err" && pass "REMOVE gone.txt" || fail "REMOVE gone.txt: $(cat "$t/err")"
@@ -224,6 +230,12 @@ both expect_read mv.txt "move me"
 [ "$(attr v3 dir/sub type)" = dir ] && [ "$(attr v4 dir type)" = dir ] &&
 	pass "directory handles work after the restart" || fail "directory handle after restart: $(cat "$t/err")"
 [ "$(attr v4 h2 fileid)" = "$id_h1" ] && pass "h2 keeps fileid $id_h1 after the restart" || fail "fileid changed by restart"
+nfs take "$t/after" /union dir2 dir2/sub/moved.txt h2 file1.txt >/dev/null 2>"$t/err" ||
+	fail "lookup after restart: $(cat "$t/err")"
+both same_handle dir "$t/after" dir2
+both same_handle mv.txt "$t/after" dir2/sub/moved.txt
+both same_handle h2 "$t/after" h2
+both same_handle file1.txt "$t/after" file1.txt
 expect_status v3 gone.txt NFS3ERR_STALE
 expect_status v4 gone.txt NFS4ERR_STALE
 nfs write "$H" v3 dir/x.txt 0 "x-after-restart" 2>"$t/err" && pass "v3 WRITE dir2/x.txt (copy-up after restart)" ||
