@@ -612,6 +612,10 @@ int main(int argc, char **argv)
 	       (unsigned long long)fig.walks, (unsigned long long)fig.walk_lookups,
 	       (unsigned long long)fig.recovered);
 	free(snap.v);
+	free(r.done);
+	free(r.intent);
+	free(r.ino);
+	free(r.cino);
 	rel_union_free(&x.u);
 	return 0;
 }

@@ -41,7 +41,7 @@ static void faults_private_mounts(void)
 		printf("SKIP: cannot create a mount namespace (%s); needs root\n", strerror(errno));
 		exit(REL_SKIP);
 	}
-	REL_ASSERT(mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0,
+	REL_ASSERT(mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == 0,
 	           "make mounts private: %s", strerror(errno));
 }
 

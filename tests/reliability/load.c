@@ -277,9 +277,12 @@ int main(int argc, char **argv)
 	for (unsigned int s = 0; s < NSLOTS; s++)
 		REL_OK(load_bind_new(&x, s, s));
 	REL_OK(fhmap_batch_commit(x.map));
+	fhmap_close(x.map);
+	x.map = NULL;
 	x.deadline_us = rel_now_us() + (uint64_t)seconds * 1000000u;
 
-	/* Fork before any thread exists; the child opens its own handle. */
+	/* Fork with no map open and no thread running (an LMDB environment
+	 * must not cross a fork); each process opens its own handle. */
 	REL_ASSERT(pipe(pfd) == 0, "pipe");
 	fflush(NULL);
 	pid = fork();
@@ -289,6 +292,7 @@ int main(int argc, char **argv)
 		load_reader_process(&x, pfd[1]);
 	}
 	close(pfd[1]);
+	REL_OK(rel_open(&x.map, x.u.mapdir, 0, FHMAP_SYNC_LAZY, 0));
 	REL_ASSERT(pthread_create(&wt, NULL, load_writer_thread, &x) == 0, "pthread_create");
 	for (int i = 0; i < NREADERS; i++) {
 		memset(&rd[i], 0, sizeof(rd[i]));
