@@ -1,6 +1,8 @@
-/* fhmapctl: the consistency scan of check and repair. It visits
- * every object once, then the copy-up intents, then compares index entry
- * counts. Fixes are the callback's business. */
+/* fhmapctl: the consistency scan of check and repair. It walks both
+ * indexes (every entry names a live object that carries its handle), then
+ * every object (each of its handles is indexed to it), then the copy-up
+ * intents. Fixes are the callback's business; removing bad index entries
+ * first lets repair rebuild the right ones during the object walk. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -17,6 +19,7 @@ const char *check_kind_name(enum check_kind kind)
 		[CHECK_INDEX_MISSING] = "index-missing",
 		[CHECK_INDEX_CONFLICT] = "index-conflict",
 		[CHECK_INDEX_DANGLING] = "index-dangling",
+		[CHECK_INDEX_DAMAGED] = "index-damaged",
 		[CHECK_PATH] = "path",
 		[CHECK_STATE] = "state",
 		[CHECK_COPYUP_CRASHED] = "copyup-crashed",
@@ -46,9 +49,6 @@ struct scan {
 	size_t nlayers;
 	fhmap_copyup_intent *intents;     /* pending, in object order */
 	size_t nintents;
-	uint64_t good_origin, good_upper; /* index entries that map back */
-	uint64_t added_origin, added_upper; /* entries the callback added */
-	fhmap_map_stats before;           /* figures when the scan began */
 	char path[CTL_PATH_MAX];          /* of the object being visited */
 };
 
@@ -90,10 +90,8 @@ static void check_index(struct scan *s, const fhmap_object *o, int upper)
 	uint64_t found = 0;
 	int r = upper ? fhmap_lookup_upper(&found, s->map, fh) : fhmap_lookup_origin(&found, s->map, fh);
 
-	if (r == 0 && found == o->ino) {
-		upper ? s->good_upper++ : s->good_origin++;
+	if (r == 0 && found == o->ino)
 		return;
-	}
 	if (r != 0 && r != -ENOENT) {
 		s->t->error = r;
 		return;
@@ -106,10 +104,7 @@ static void check_index(struct scan *s, const fhmap_object *o, int upper)
 	else
 		snprintf(p.reason, sizeof(p.reason),
 		         "%s handle is indexed to object %" PRIu64 " instead", which, found);
-	if (report(s, &p) && r) {
-		upper ? s->good_upper++ : s->good_origin++;
-		upper ? s->added_upper++ : s->added_origin++;
-	}
+	report(s, &p);
 }
 
 static int intent_listed(const struct scan *s, uint64_t ino)
@@ -334,11 +329,7 @@ static void check_intent(struct scan *s, const fhmap_copyup_intent *in)
 		         p.has_fresh ? "upper file present: repair rolls it forward"
 		                     : "no upper file: repair rolls it back");
 	}
-	/* A roll forward adds an upper index entry that maps back. */
-	if (report(s, &p) && p.has_fresh) {
-		s->good_upper++;
-		s->added_upper++;
-	}
+	report(s, &p);
 }
 
 static void walk_intents(struct scan *s)
@@ -349,42 +340,86 @@ static void walk_intents(struct scan *s)
 	}
 }
 
-static uint64_t min_u64(uint64_t a, uint64_t b)
+static int carries(const fhmap_object *o, fhmap_index index, const fhmap_realfh *fh)
 {
-	return a < b ? a : b;
+	if (index == FHMAP_INDEX_UPPER)
+		return o->has_upper && ctl_realfh_equal(&o->upper, fh);
+	return o->has_origin && ctl_realfh_equal(&o->origin, fh);
 }
 
-/* Entries beyond those that map back to their object point nowhere. The
- * smaller of the counts before and after the walk is used, so that objects
- * a running union adds meanwhile are not taken for dangling entries. */
-static void check_counts(struct scan *s)
+static int index_lookup(uint64_t *out, fhmap *map, fhmap_index index, const fhmap_realfh *fh)
 {
-	fhmap_map_stats st;
-	struct check_problem p;
-	int r = fhmap_stats(&st, s->map);
+	if (index == FHMAP_INDEX_UPPER)
+		return fhmap_lookup_upper(out, map, fh);
+	return fhmap_lookup_origin(out, map, fh);
+}
 
+/* Why an index entry is bad, or NULL when it names a live object that
+ * carries its handle. */
+static const char *entry_fault(struct scan *s, fhmap_index index, const fhmap_index_entry *e)
+{
+	fhmap_object o;
+	int r = fhmap_get(&o, s->map, e->ino);
+
+	if (r == -ENOENT)
+		return "which is not in the map";
 	if (r != 0) {
+		s->t->error = r;
+		return NULL;
+	}
+	if (o.state == FHMAP_STATE_UNLINKED)
+		return "which is unlinked";
+	return carries(&o, index, &e->fh) ? NULL : "which does not carry that handle";
+}
+
+static void check_entry(struct scan *s, fhmap_index index, const fhmap_index_entry *e)
+{
+	const char *which = index == FHMAP_INDEX_UPPER ? "upper" : "origin";
+	char fh[2 * FHMAP_REALFH_MAX + 32];
+	struct check_problem p;
+	const char *why = entry_fault(s, index, e);
+	uint64_t now;
+
+	/* A running union may have changed the entry since it was read. */
+	if (!why || index_lookup(&now, s->map, index, &e->fh) != 0 || now != e->ino)
+		return;
+	problem_init(&p, CHECK_INDEX_DANGLING, NULL, "");
+	p.which = which;
+	p.layer = e->fh.layer;
+	p.fresh = e->fh;
+	p.has_fresh = 1;
+	ctl_realfh_str(fh, sizeof(fh), &e->fh);
+	snprintf(p.reason, sizeof(p.reason), "%s index entry %s names object %" PRIu64 ", %s", which,
+	         fh, e->ino, why);
+	report(s, &p);
+}
+
+/* A damaged entry ends the walk of its index: the next key is unknown. */
+static void walk_index(struct scan *s, fhmap_index index)
+{
+	fhmap_index_entry e;
+	fhmap_realfh after;
+	struct check_problem p;
+	int r, first = 1;
+
+	while (!s->t->error &&
+	       (r = fhmap_index_next(&e, s->map, index, first ? NULL : &after)) == 0) {
+		s->t->entries++;
+		check_entry(s, index, &e);
+		after = e.fh;
+		first = 0;
+	}
+	if (s->t->error || r == -ENOENT)
+		return;
+	if (r != -EUCLEAN) {
 		s->t->error = r;
 		return;
 	}
-	for (int upper = 0; upper < 2; upper++) {
-		uint64_t entries = upper ? min_u64(s->before.upper_entries + s->added_upper,
-		                                   st.upper_entries)
-		                         : min_u64(s->before.origin_entries + s->added_origin,
-		                                   st.origin_entries);
-		uint64_t good = upper ? s->good_upper : s->good_origin;
-
-		if (entries <= good)
-			continue;
-		problem_init(&p, CHECK_INDEX_DANGLING, NULL, "");
-		p.which = upper ? "upper" : "origin";
-		p.count = entries - good;
-		snprintf(p.reason, sizeof(p.reason),
-		         "%" PRIu64 " %s index entries belong to no object (%" PRIu64
-		         " entries, %" PRIu64 " map back)",
-		         p.count, p.which, entries, good);
-		report(s, &p);
-	}
+	problem_init(&p, CHECK_INDEX_DAMAGED, NULL, "");
+	p.which = index == FHMAP_INDEX_UPPER ? "upper" : "origin";
+	snprintf(p.reason, sizeof(p.reason), "%s index has a damaged entry; the rest of it was not "
+	         "checked (restore from a backup)", p.which);
+	report(s, &p);
 }
 
 static void open_layers(struct scan *s)
@@ -428,17 +463,17 @@ void check_scan(struct check_totals *t, fhmap *map, int deep, check_fn fn, void 
 
 	memset(t, 0, sizeof(*t));
 	/* Intents first: the walk needs them to judge copy-up states. */
-	t->error = fhmap_stats(&s.before, map);
-	if (!t->error)
-		t->error = ctl_intents_load(&s.intents, &s.nintents, map);
+	t->error = ctl_intents_load(&s.intents, &s.nintents, map);
 	if (!t->error)
 		open_layers(&s);
+	if (!t->error)
+		walk_index(&s, FHMAP_INDEX_ORIGIN);
+	if (!t->error)
+		walk_index(&s, FHMAP_INDEX_UPPER);
 	if (!t->error)
 		walk_objects(&s);
 	if (!t->error)
 		walk_intents(&s);
-	if (!t->error)
-		check_counts(&s);
 	for (size_t i = 0; i < s.nlayers; i++)
 		if (s.layers[i].fd >= 0)
 			close(s.layers[i].fd);

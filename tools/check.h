@@ -9,7 +9,8 @@
 enum check_kind {
 	CHECK_INDEX_MISSING,     /* a real handle of the object finds nothing */
 	CHECK_INDEX_CONFLICT,    /* a real handle of the object finds another one */
-	CHECK_INDEX_DANGLING,    /* index entries that belong to no object */
+	CHECK_INDEX_DANGLING,    /* an index entry whose object does not carry it */
+	CHECK_INDEX_DAMAGED,     /* an index entry that cannot be read */
 	CHECK_PATH,              /* the path cannot be rebuilt from name hints */
 	CHECK_STATE,             /* record and intents contradict each other */
 	CHECK_COPYUP_CRASHED,    /* intent of a process that is gone */
@@ -25,21 +26,21 @@ struct check_problem {
 	uint64_t ino;       /* 0 when not about one object */
 	const char *which;  /* "origin", "upper" or NULL */
 	uint32_t layer;     /* layer concerned, 0 if none */
-	uint64_t count;     /* CHECK_INDEX_DANGLING: how many */
 	const char *path;   /* rebuilt union path, "" if unknown */
 	char reason[2 * CTL_PATH_MAX + 256]; /* for people */
 	fhmap_object obj;   /* the record, when about one object */
-	int has_fresh;      /* fresh is the handle of the file at the name hint */
+	int has_fresh;      /* fresh is the handle of the file at the name hint
+	                       (CHECK_INDEX_DANGLING: the entry's handle) */
 	fhmap_realfh fresh;
 	fhmap_copyup_intent intent; /* copy-up problems */
 };
 
-/* Called for every problem found. Returns 1 if it fixed the problem (the
- * scan then counts the index entry as good), else 0. */
+/* Called for every problem found. Returns 1 if it fixed the problem. */
 typedef int (*check_fn)(void *ctx, fhmap *map, const struct check_problem *p);
 
 struct check_totals {
 	uint64_t objects;  /* records visited */
+	uint64_t entries;  /* index entries visited */
 	uint64_t pending;  /* copy-up intents seen */
 	uint64_t problems; /* reported (running copy-ups excluded) */
 	int error;         /* 0, or -errno that stopped the scan */

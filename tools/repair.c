@@ -28,7 +28,7 @@ static void problem_json(const struct check_problem *p, const char *action)
 	if (p->layer)
 		json_u64("layer", p->layer);
 	if (p->kind == CHECK_INDEX_DANGLING)
-		json_u64("count", p->count);
+		json_realfh("handle", &p->fresh);
 	json_str("reason", p->reason);
 	if (action)
 		json_str("action", action);
@@ -52,8 +52,8 @@ static const char *left_alone(const struct check_problem *p)
 	switch (p->kind) {
 	case CHECK_INDEX_CONFLICT:
 		return "left alone: the entry names another object; inspect both with 'fhmapctl show'";
-	case CHECK_INDEX_DANGLING:
-		return "left alone: the public API cannot list index entries to remove them";
+	case CHECK_INDEX_DAMAGED:
+		return "left alone: restore the map from a backup ('fhmapctl restore')";
 	case CHECK_PATH:
 		return "left alone: the object still resolves by handle; its name hint needs the union";
 	case CHECK_STATE:
@@ -102,6 +102,15 @@ static int fix_record(fhmap *map, const struct check_problem *p)
 	return r == -ENOENT ? -ENOKEY : r;
 }
 
+static int fix_entry(fhmap *map, const struct check_problem *p)
+{
+	fhmap_index index = strcmp(p->which, "upper") ? FHMAP_INDEX_ORIGIN : FHMAP_INDEX_UPPER;
+	int r = fhmap_index_remove(map, index, &p->fresh);
+
+	/* Gone, or made valid meanwhile: nothing left to remove. */
+	return r == -ENOENT || r == -EBUSY ? 0 : r;
+}
+
 static int fix_copyup(fhmap *map, const struct check_problem *p)
 {
 	if (p->has_fresh)
@@ -115,6 +124,8 @@ static const char *fix_name(const struct check_problem *p, int dry_run)
 	switch (p->kind) {
 	case CHECK_INDEX_MISSING:
 		return dry_run ? "would rebuild the index entry" : "rebuilt the index entry";
+	case CHECK_INDEX_DANGLING:
+		return dry_run ? "would remove the entry" : "removed the entry";
 	case CHECK_HANDLE_STALE:
 		if (!p->has_fresh)
 			return NULL;
@@ -138,7 +149,12 @@ static int on_problem(void *ctx, fhmap *map, const struct check_problem *p)
 	int r = 0;
 
 	if (fix && !run->dry_run) {
-		r = p->kind == CHECK_COPYUP_CRASHED ? fix_copyup(map, p) : fix_record(map, p);
+		if (p->kind == CHECK_COPYUP_CRASHED)
+			r = fix_copyup(map, p);
+		else if (p->kind == CHECK_INDEX_DANGLING)
+			r = fix_entry(map, p);
+		else
+			r = fix_record(map, p);
 		if (r != 0) {
 			snprintf(failed, sizeof(failed), "fix failed: %s",
 			         r == -ENOKEY   ? "the library did not rebuild the index entry"
@@ -188,6 +204,7 @@ static void summary(const struct run *run, const struct check_totals *t)
 {
 	if (run->json) {
 		json_u64("objects", t->objects);
+		json_u64("entries", t->entries);
 		json_u64("pending", t->pending);
 		json_u64("found", t->problems);
 		if (run->repair) {
@@ -202,7 +219,9 @@ static void summary(const struct run *run, const struct check_totals *t)
 	}
 	if (t->error)
 		ctl_report("the scan stopped", t->error);
-	printf("checked %" PRIu64 " objects and %" PRIu64 " copy-up intents: ", t->objects, t->pending);
+	printf("checked %" PRIu64 " objects, %" PRIu64 " index entries and %" PRIu64
+	       " copy-up intents: ",
+	       t->objects, t->entries, t->pending);
 	if (t->problems == 0)
 		printf("clean\n");
 	else if (!run->repair)

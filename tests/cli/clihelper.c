@@ -168,16 +168,28 @@ static int key_holds(const MDB_val *key, const fhmap_realfh *fh)
 	return 0;
 }
 
-/* With @p forge, the entry gets a twin whose key holds a handle no object
- * has (last handle byte flipped): a dangling index entry. Without, the entry
- * is deleted. */
-static int change_entry(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, MDB_val *k, MDB_val *v,
-                        const fhmap_realfh *fh, int forge)
-{
-	unsigned char key[512];
+/* How drop_index changes an entry. */
+enum damage { DAMAGE_DROP, DAMAGE_FORGE, DAMAGE_REDIRECT };
 
-	if (!forge)
+/* DAMAGE_DROP deletes the entry. DAMAGE_FORGE adds a twin whose key holds a
+ * handle no object has (last handle byte flipped): a dangling entry.
+ * DAMAGE_REDIRECT points the entry to object @p to (the library stores the
+ * object number as 8 bytes, little-endian). */
+static int change_entry(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, MDB_val *k, MDB_val *v,
+                        const fhmap_realfh *fh, enum damage how, uint64_t to)
+{
+	unsigned char key[512], val[8];
+
+	if (how == DAMAGE_DROP)
 		return mdb_cursor_del(c, 0);
+	if (how == DAMAGE_REDIRECT) {
+		if (v->mv_size != sizeof(val))
+			return MDB_BAD_VALSIZE;
+		for (int i = 0; i < 8; i++)
+			val[i] = (unsigned char)(to >> (8 * i));
+		v->mv_data = val;
+		return mdb_cursor_put(c, k, v, MDB_CURRENT);
+	}
 	if (k->mv_size > sizeof(key))
 		return MDB_BAD_VALSIZE;
 	memcpy(key, k->mv_data, k->mv_size);
@@ -191,7 +203,8 @@ static int change_entry(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, MDB_val *k, MD
 }
 
 /* Changes, in every named table, the entries whose key holds @p fh. */
-static int drop_entries(MDB_env *env, const fhmap_realfh *fh, int forge, int *dropped)
+static int drop_entries(MDB_env *env, const fhmap_realfh *fh, enum damage how, uint64_t to,
+                        int *dropped)
 {
 	MDB_txn *txn;
 	MDB_dbi main_dbi;
@@ -213,9 +226,9 @@ static int drop_entries(MDB_env *env, const fhmap_realfh *fh, int forge, int *dr
 		if (mdb_dbi_open(txn, name, 0, &dbi) != 0 || mdb_cursor_open(txn, dbi, &c) != 0)
 			continue;
 		for (int eop = MDB_FIRST; mdb_cursor_get(c, &ek, &ev, eop) == 0; eop = MDB_NEXT)
-			if (key_holds(&ek, fh) && change_entry(txn, dbi, c, &ek, &ev, fh, forge) == 0) {
+			if (key_holds(&ek, fh) && change_entry(txn, dbi, c, &ek, &ev, fh, how, to) == 0) {
 				(*dropped)++;
-				if (forge)
+				if (how == DAMAGE_FORGE)
 					break; /* the twin sorts near the original */
 			}
 		mdb_cursor_close(c);
@@ -230,8 +243,10 @@ static int drop_entries(MDB_env *env, const fhmap_realfh *fh, int forge, int *dr
 
 /* drop-index DB INO origin|upper: removes the index entry of one real handle
  * of an object directly in LMDB, as a lost write or a buggy tool would.
- * forge-index: adds a dangling twin of that entry instead. */
-static int drop_index(const char *db, const char *ino_arg, const char *which, int forge)
+ * forge-index: adds a dangling twin of that entry instead; redirect-index
+ * DB INO origin|upper TO: points the entry to object TO. */
+static int drop_index(const char *db, const char *ino_arg, const char *which, enum damage how,
+                      uint64_t to)
 {
 	fhmap *map = open_map(db);
 	fhmap_object o;
@@ -248,7 +263,7 @@ static int drop_index(const char *db, const char *ino_arg, const char *which, in
 		return fail("mdb_env_create", 1);
 	r = mdb_env_open(env, db, 0, 0600);
 	if (!r)
-		r = drop_entries(env, strcmp(which, "upper") ? &o.origin : &o.upper, forge, &dropped);
+		r = drop_entries(env, strcmp(which, "upper") ? &o.origin : &o.upper, how, to, &dropped);
 	mdb_env_close(env);
 	if (r) {
 		fprintf(stderr, "clihelper: drop-index: %s\n", mdb_strerror(r));
@@ -272,11 +287,15 @@ int main(int argc, char **argv)
 	if (argc == 4 && strcmp(argv[1], "gen-bump") == 0)
 		return forget(argv[2], argv[3], 1);
 	if (argc == 5 && strcmp(argv[1], "drop-index") == 0)
-		return drop_index(argv[2], argv[3], argv[4], 0);
+		return drop_index(argv[2], argv[3], argv[4], DAMAGE_DROP, 0);
 	if (argc == 5 && strcmp(argv[1], "forge-index") == 0)
-		return drop_index(argv[2], argv[3], argv[4], 1);
+		return drop_index(argv[2], argv[3], argv[4], DAMAGE_FORGE, 0);
+	if (argc == 6 && strcmp(argv[1], "redirect-index") == 0)
+		return drop_index(argv[2], argv[3], argv[4], DAMAGE_REDIRECT,
+		                  strtoull(argv[5], NULL, 10));
 	fprintf(stderr, "usage: clihelper populate DB LAYER | copyup DB INO [--crash] |\n"
 	                "       unlink DB INO | gen-bump DB INO |\n"
-	                "       drop-index DB INO origin|upper | forge-index DB INO origin|upper\n");
+	                "       drop-index DB INO origin|upper | forge-index DB INO origin|upper |\n"
+	                "       redirect-index DB INO origin|upper TO\n");
 	return 2;
 }

@@ -5,7 +5,7 @@
 # object and reason, repair --dry-run changes nothing, repair mends what can
 # be mended, and afterwards check is clean and every handle encoded before
 # the damage still decodes to the same object. Then what repair must leave
-# to the operator: moved files, a dangling index entry.
+# to the operator (moved files), and index entries naming the wrong object.
 source "$(dirname "$0")/lib.sh"
 
 make_layers
@@ -65,9 +65,16 @@ mv "$T/lower1/d1/b.moved" "$T/lower1/d1/b"
 mv "$T/lower1/sl.moved" "$T/lower1/sl"
 run check "$T/db" --deep
 
-# An index entry whose object is gone is found by counting; the public API
-# cannot remove it (see BUGS in fhmapctl.1).
+# Index entries that name the wrong object: one for a handle no object has,
+# then one pointing the handle of /d1/d2 to /a. repair removes them and
+# rebuilds the right entry of /d1/d2.
 "$HELPER" forge-index "$T/db" "$(ino_of /d1)" origin
 run check "$T/db"
-run repair "$T/db" --json
+run repair "$T/db"
+"$HELPER" redirect-index "$T/db" "$(ino_of /d1/d2)" origin "$(ino_of /a)"
+run check "$T/db"
+run repair "$T/db"
+run check "$T/db" --deep
+decode_all_same
+[ "$(json repair "$T/db" --dry-run | jq -c '[.found, .clean]')" = "[0,true]" ] || fail "repair --json"
 finish
