@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of fhmap-unionfs on real kernel FUSE mounts.
 #   fuse-e2e.sh BINARY FH_TOOL CASE
-# CASE: union | handles | restart | forged | recovery | overlayfs | options
+# CASE: union | handles | restart | forged | recovery | overlayfs | random | options
 # Needs root and /dev/fuse; exits 77 (skipped) with a message otherwise.
 # Every mount and daemon it starts is torn down on exit, also on failure.
 set -u
@@ -40,7 +40,7 @@ trap cleanup EXIT
 ok() { PASS=$((PASS + 1)); echo "ok - $1"; }
 fail() { FAILS=$((FAILS + 1)); echo "FAIL - $1"; }
 # expect DESCRIPTION ACTUAL EXPECTED
-expect() { if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: got '$2', want '$3'"; fi; }
+expect() { if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: got '$2', want '$3'"; return 1; fi; }
 # expect_match DESCRIPTION ACTUAL REGEX
 expect_match() { if [[ $2 =~ $3 ]]; then ok "$1"; else fail "$1: '$2' does not match '$3'"; fi; }
 
@@ -348,6 +348,101 @@ case_overlayfs() {
 	stop
 }
 
+# names, types, modes, link counts, symlink targets and file contents
+full_dump() {
+	(cd "$1" && find . -path ./.fhmap-work -prune -o -type d -printf '%y %m %p\n' -o \
+		-printf '%y %m %n %p %l ' -exec sh -c '[ -f "$1" ] && [ ! -L "$1" ] && md5sum <"$1" || echo' _ {} \;) | sort
+}
+
+# Random namespace and data operations, applied to the union and to a plain
+# directory holding the same merged tree; results, exit statuses and link
+# counts must match, also after a remount.
+case_random() {
+	local seed=${FHMAP_FUSE_SEED:-$$} n=${FHMAP_FUSE_OPS:-400}
+	echo "# seed $seed, $n operations"
+	RANDOM=$seed
+	mkdir -p "$T/l1/a/b" "$T/l1/c" "$T/l2/a/x" "$T/l2/d" "$T/ref"
+	for f in a/1 a/b/2 c/3 top; do echo "l1 $f" >"$T/l1/$f"; done
+	for f in a/x/4 d/5 a/1 c6; do echo "l2 $f" >"$T/l2/$f"; done
+	ln "$T/l1/c/3" "$T/l1/a/b/3link"; ln "$T/l2/d/5" "$T/l2/d/5link"
+	cp -a "$T/l2/." "$T/ref"; cp -a "$T/l1/." "$T/ref"
+	start
+	expect "merged tree matches the reference" "$(full_dump "$M")" "$(full_dump "$T/ref")"
+	local k=0 p args=()
+	while read -r p; do
+		args+=("h$k=$M/$p")
+		k=$((k + 1))
+	done < <(cd "$M" && find . -mindepth 1 ! -type l | sort)
+	"$TOOL" save "$T/h" "${args[@]}" || fail "save handles"
+	"$TOOL" open "$M" "$T/h" >"$T/h.before"
+	local i all dirs files s d t cmd rc1 rc2 bad=0
+	for ((i = 0; i < n; i++)); do
+		mapfile -t all < <(cd "$T/ref" && find . -mindepth 1 | sort)
+		mapfile -t dirs < <(cd "$T/ref" && find . -type d | sort)
+		mapfile -t files < <(cd "$T/ref" && find . -type f | sort)
+		s=${all[RANDOM % (${#all[@]} + 1)]:-./none}
+		d=${dirs[RANDOM % ${#dirs[@]}]}
+		t=${files[RANDOM % (${#files[@]} + 1)]:-./none}
+		case $((RANDOM % 12)) in
+		0) cmd="echo a$i >>'$t'" ;;
+		1) cmd="echo w$i >'$t'" ;;
+		2) cmd="truncate -s 2 '$t'" ;;
+		3) cmd="mv -T '$s' '$d/n$i'" ;;
+		4) cmd="rm '$t'" ;;
+		5) cmd="mkdir '$d/n$i'" ;;
+		6) cmd="rmdir '$s'" ;;
+		7) cmd="ln '$t' '$d/n$i'" ;;
+		8) cmd="chmod 700 '$s'" ;;
+		9) cmd="mv -T '$s' '${all[RANDOM % ${#all[@]}]}'" ;;
+		10) cmd="ln -s 'target$i' '$d/n$i'" ;;
+		11) cmd="echo c$i >'$d/n$i'" ;;
+		esac
+		(cd "$T/ref" && eval "$cmd") >/dev/null 2>&1; rc1=$?
+		(cd "$M" && eval "$cmd") >/dev/null 2>&1; rc2=$?
+		if [ "$rc1" != "$rc2" ]; then
+			fail "op $i '$cmd': exit $rc2 on the union, $rc1 on the reference"
+			bad=1
+			break
+		fi
+	done
+	[ "$bad" = 0 ] && ok "$n random operations: same exit statuses"
+	expect "same tree, modes, link counts and contents as the reference" "$(full_dump "$M")" "$(full_dump "$T/ref")" || diff <(full_dump "$M") <(full_dump "$T/ref")
+	local inos
+	inos=$(cd "$M" && find . -printf '%p %i\n' | sort)
+	stop
+	start
+	expect "same tree after remount" "$(full_dump "$M")" "$(full_dump "$T/ref")"
+	expect "same inode numbers after remount" "$(cd "$M" && find . -printf '%p %i\n' | sort)" "$inos"
+	check_random_handles
+	stop
+}
+
+# Every handle taken before the random operations either opens its object
+# (same st_ino, content of a name that has that st_ino now, directories
+# reconnected to their current path) or is ESTALE and no name has its st_ino.
+check_random_handles() {
+	local label status rest ino want path bad=0 total=0
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/h.after"
+	while read -r label status rest; do
+		total=$((total + 1))
+		ino=$(field "$label" "$T/h.before" | sed 's/^ok ino=\([0-9]*\).*/\1/')
+		path=$(find "$M" -inum "$ino" -print -quit)
+		if [ "$status" = ESTALE ]; then
+			[ -z "$path" ] && continue
+			fail "handle $label is ESTALE but $path has its st_ino $ino"; bad=1; continue
+		fi
+		case $rest in
+		"ino=$ino dir=$path") continue ;;
+		"ino=$ino data="*)
+			want="ino=$ino data=$(head -c 63 "$path" | head -1)"
+			[ "$rest" = "$want" ] && continue ;;
+		esac
+		fail "handle $label: '$status $rest', expected st_ino $ino at '$path'"; bad=1
+	done <"$T/h.after"
+	[ "$bad" = 0 ] && ok "all $total handles taken before the operations are consistent after remount"
+}
+
 case_options() {
 	local out rc
 	out=$("$BIN" "$M" -f 2>&1); rc=$?
@@ -374,7 +469,7 @@ case_options() {
 }
 
 case "$CASE" in
-union | handles | restart | forged | recovery | overlayfs | options) "case_$CASE" ;;
+union | handles | restart | forged | recovery | overlayfs | random | options) "case_$CASE" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 finish
