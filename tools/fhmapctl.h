@@ -37,7 +37,6 @@ struct ctl_command {
 void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ctl_usage_error(const struct ctl_command *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void ctl_help(const struct ctl_command *cmd);
 const struct ctl_command *ctl_command_find(const char *name);
 
 /* Parses the options of @p cmd: --json, --help and the long options in
@@ -107,14 +106,14 @@ void ctl_progress_end(struct ctl_progress *p);
 
 /* ---- walk.c: object helpers shared by the commands ---- */
 
-/* Rebuilt union path of @p ino, or a bracketed reason when it cannot be
- * rebuilt. Returns the fhmap_path() result. */
+/* Rebuilt union path of @p ino ("" when it cannot be rebuilt). Returns the
+ * fhmap_path() result. */
 int ctl_object_path(char *out, size_t size, fhmap *map, uint64_t ino);
 /* Path of the union path @p upath relative to a layer root ("" for "/"). */
 const char *ctl_layer_rel(const char *upath);
 /* Resolves OBJECT: a number, a path inside a registered layer, or a path in
  * the union namespace (upper layer first, then lower layers in id order).
- * Returns 0, -ENOENT with a message printed, or another -errno. */
+ * Returns 0, or -ENOENT (not found) or another -errno after saying why. */
 int ctl_resolve_object(uint64_t *out, fhmap *map, const char *spec);
 /* Reads all layers into a new array (free it). */
 int ctl_layers_load(fhmap_layer **out, size_t *count, fhmap *map);

@@ -76,7 +76,7 @@ const struct ctl_command *ctl_command_find(const char *name)
 	return NULL;
 }
 
-void ctl_help(const struct ctl_command *cmd)
+static void ctl_help(const struct ctl_command *cmd)
 {
 	printf("usage: fhmapctl %s %s [--json]\n\n%s\n\n", cmd->name, cmd->synopsis, cmd->summary);
 	printf("options:\n%s  --json         machine-readable output on stdout\n"
