@@ -92,18 +92,22 @@ static void check_index(struct scan *s, const fhmap_object *o, int upper)
 
 	if (r == 0 && found == o->ino)
 		return;
-	if (r != 0 && r != -ENOENT) {
+	if (r != 0 && r != -ENOENT && r != -EUCLEAN) {
 		s->t->error = r;
 		return;
 	}
-	problem_init(&p, r ? CHECK_INDEX_MISSING : CHECK_INDEX_CONFLICT, o, s->path);
+	problem_init(&p, r == -ENOENT ? CHECK_INDEX_MISSING : CHECK_INDEX_CONFLICT, o, s->path);
 	p.which = which;
 	p.layer = fh->layer;
-	if (r)
+	if (r == -ENOENT) {
 		snprintf(p.reason, sizeof(p.reason), "%s index entry missing", which);
-	else
+	} else if (r == -EUCLEAN) {
+		p.kind = CHECK_INDEX_DAMAGED;
+		snprintf(p.reason, sizeof(p.reason), "%s index entry damaged", which);
+	} else {
 		snprintf(p.reason, sizeof(p.reason),
 		         "%s handle is indexed to object %" PRIu64 " instead", which, found);
+	}
 	report(s, &p);
 }
 
@@ -417,8 +421,8 @@ static void walk_index(struct scan *s, fhmap_index index)
 	}
 	problem_init(&p, CHECK_INDEX_DAMAGED, NULL, "");
 	p.which = index == FHMAP_INDEX_UPPER ? "upper" : "origin";
-	snprintf(p.reason, sizeof(p.reason), "%s index has a damaged entry; the rest of it was not "
-	         "checked (restore from a backup)", p.which);
+	snprintf(p.reason, sizeof(p.reason),
+	         "%s index has a damaged entry; the entries after it were not checked", p.which);
 	report(s, &p);
 }
 

@@ -53,7 +53,8 @@ static const char *left_alone(const struct check_problem *p)
 	case CHECK_INDEX_CONFLICT:
 		return "left alone: the entry names another object; inspect both with 'fhmapctl show'";
 	case CHECK_INDEX_DAMAGED:
-		return "left alone: restore the map from a backup ('fhmapctl restore')";
+		return "left alone: repair rebuilds the entries of objects whose entry is damaged; run "
+		       "check again, and if this stays, restore the map from a backup";
 	case CHECK_PATH:
 		return "left alone: the object still resolves by handle; its name hint needs the union";
 	case CHECK_STATE:
@@ -102,10 +103,12 @@ static int fix_record(fhmap *map, const struct check_problem *p)
 	return r == -ENOENT ? -ENOKEY : r;
 }
 
-static int fix_entry(fhmap *map, const struct check_problem *p)
+/* Removes the index entry of @p fh (dangling, or damaged: the library
+ * removes an entry it cannot read). */
+static int fix_entry(fhmap *map, const char *which, const fhmap_realfh *fh)
 {
-	fhmap_index index = strcmp(p->which, "upper") ? FHMAP_INDEX_ORIGIN : FHMAP_INDEX_UPPER;
-	int r = fhmap_index_remove(map, index, &p->fresh);
+	fhmap_index index = strcmp(which, "upper") ? FHMAP_INDEX_ORIGIN : FHMAP_INDEX_UPPER;
+	int r = fhmap_index_remove(map, index, fh);
 
 	/* Gone, or made valid meanwhile: nothing left to remove. */
 	return r == -ENOENT || r == -EBUSY ? 0 : r;
@@ -126,6 +129,10 @@ static const char *fix_name(const struct check_problem *p, int dry_run)
 		return dry_run ? "would rebuild the index entry" : "rebuilt the index entry";
 	case CHECK_INDEX_DANGLING:
 		return dry_run ? "would remove the entry" : "removed the entry";
+	case CHECK_INDEX_DAMAGED:
+		if (!p->ino)
+			return NULL;
+		return dry_run ? "would replace the entry" : "replaced the entry";
 	case CHECK_HANDLE_STALE:
 		if (!p->has_fresh)
 			return NULL;
@@ -140,6 +147,25 @@ static const char *fix_name(const struct check_problem *p, int dry_run)
 	}
 }
 
+/* Applies the fix fix_name() names. */
+static int apply_fix(fhmap *map, const struct check_problem *p)
+{
+	int r;
+
+	switch (p->kind) {
+	case CHECK_COPYUP_CRASHED:
+		return fix_copyup(map, p);
+	case CHECK_INDEX_DANGLING:
+		return fix_entry(map, p->which, &p->fresh);
+	case CHECK_INDEX_DAMAGED:
+		r = fix_entry(map, p->which,
+		              strcmp(p->which, "upper") ? &p->obj.origin : &p->obj.upper);
+		return r ? r : fix_record(map, p);
+	default:
+		return fix_record(map, p);
+	}
+}
+
 static int on_problem(void *ctx, fhmap *map, const struct check_problem *p)
 {
 	struct run *run = ctx;
@@ -149,12 +175,7 @@ static int on_problem(void *ctx, fhmap *map, const struct check_problem *p)
 	int r = 0;
 
 	if (fix && !run->dry_run) {
-		if (p->kind == CHECK_COPYUP_CRASHED)
-			r = fix_copyup(map, p);
-		else if (p->kind == CHECK_INDEX_DANGLING)
-			r = fix_entry(map, p);
-		else
-			r = fix_record(map, p);
+		r = apply_fix(map, p);
 		if (r != 0) {
 			snprintf(failed, sizeof(failed), "fix failed: %s",
 			         r == -ENOKEY   ? "the library did not rebuild the index entry"

@@ -169,12 +169,13 @@ static int key_holds(const MDB_val *key, const fhmap_realfh *fh)
 }
 
 /* How drop_index changes an entry. */
-enum damage { DAMAGE_DROP, DAMAGE_FORGE, DAMAGE_REDIRECT };
+enum damage { DAMAGE_DROP, DAMAGE_FORGE, DAMAGE_REDIRECT, DAMAGE_TRUNCATE };
 
 /* DAMAGE_DROP deletes the entry. DAMAGE_FORGE adds a twin whose key holds a
  * handle no object has (last handle byte flipped): a dangling entry.
  * DAMAGE_REDIRECT points the entry to object @p to (the library stores the
- * object number as 8 bytes, little-endian). */
+ * object number as 8 bytes, little-endian). DAMAGE_TRUNCATE cuts the stored
+ * object number to 4 bytes: an entry that cannot be read. */
 static int change_entry(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, MDB_val *k, MDB_val *v,
                         const fhmap_realfh *fh, enum damage how, uint64_t to)
 {
@@ -182,13 +183,15 @@ static int change_entry(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, MDB_val *k, MD
 
 	if (how == DAMAGE_DROP)
 		return mdb_cursor_del(c, 0);
-	if (how == DAMAGE_REDIRECT) {
+	if (how == DAMAGE_REDIRECT || how == DAMAGE_TRUNCATE) {
 		if (v->mv_size != sizeof(val))
 			return MDB_BAD_VALSIZE;
 		for (int i = 0; i < 8; i++)
 			val[i] = (unsigned char)(to >> (8 * i));
 		v->mv_data = val;
-		return mdb_cursor_put(c, k, v, MDB_CURRENT);
+		if (how == DAMAGE_TRUNCATE)
+			v->mv_size = 4;
+		return mdb_put(txn, dbi, k, v, 0);
 	}
 	if (k->mv_size > sizeof(key))
 		return MDB_BAD_VALSIZE;
@@ -244,7 +247,8 @@ static int drop_entries(MDB_env *env, const fhmap_realfh *fh, enum damage how, u
 /* drop-index DB INO origin|upper: removes the index entry of one real handle
  * of an object directly in LMDB, as a lost write or a buggy tool would.
  * forge-index: adds a dangling twin of that entry instead; redirect-index
- * DB INO origin|upper TO: points the entry to object TO. */
+ * DB INO origin|upper TO: points the entry to object TO; truncate-index:
+ * makes the entry unreadable. */
 static int drop_index(const char *db, const char *ino_arg, const char *which, enum damage how,
                       uint64_t to)
 {
@@ -290,12 +294,14 @@ int main(int argc, char **argv)
 		return drop_index(argv[2], argv[3], argv[4], DAMAGE_DROP, 0);
 	if (argc == 5 && strcmp(argv[1], "forge-index") == 0)
 		return drop_index(argv[2], argv[3], argv[4], DAMAGE_FORGE, 0);
+	if (argc == 5 && strcmp(argv[1], "truncate-index") == 0)
+		return drop_index(argv[2], argv[3], argv[4], DAMAGE_TRUNCATE, 0);
 	if (argc == 6 && strcmp(argv[1], "redirect-index") == 0)
 		return drop_index(argv[2], argv[3], argv[4], DAMAGE_REDIRECT,
 		                  strtoull(argv[5], NULL, 10));
 	fprintf(stderr, "usage: clihelper populate DB LAYER | copyup DB INO [--crash] |\n"
 	                "       unlink DB INO | gen-bump DB INO |\n"
 	                "       drop-index DB INO origin|upper | forge-index DB INO origin|upper |\n"
-	                "       redirect-index DB INO origin|upper TO\n");
+	                "       redirect-index DB INO origin|upper TO | truncate-index DB INO origin|upper\n");
 	return 2;
 }
