@@ -8,10 +8,13 @@
  *     fully there or not at all (a batch of three binds: all or none),
  *   - every object verified after an earlier kill is unchanged,
  *   - the map is consistent (rel_check_map),
- * then recovers pending copy-up intents with fhmap_copyup_abort() as a
- * daemon would, and starts the next writer on the same map.
+ * and, given fhmapctl, that `fhmapctl check` reports nothing but crashed
+ * copy-ups (which repair mends); then recovers pending copy-up intents with
+ * fhmap_copyup_abort() as a daemon would, and starts the next writer on the
+ * same map. (The writer's files do not mirror the union's namespace, so
+ * `fhmapctl repair`, which checks files at their paths, is not run here.)
  *
- * Usage: rel_crash [--seconds N] [--max-kills N]
+ * Usage: rel_crash [--seconds N] [--max-kills N] [--fhmapctl PATH]
  * Defaults: $FHMAP_CRASH_SECONDS (90), no kill limit. Every fourth writer
  * runs in lazy sync mode, which must equally survive a process crash.
  */
@@ -47,6 +50,7 @@ struct crash_rec {
 
 struct crash_ctx {
 	struct rel_union u;
+	const char *ctl;          /* fhmapctl, or NULL */
 	uint64_t dirs[NDIRS + 1]; /* root and four directories */
 };
 
@@ -68,7 +72,7 @@ struct crash_snap {
 
 struct crash_figures {
 	uint64_t kills, rounds_lazy, done_ops, inflight_applied, inflight_absent, snap_checks,
-	         walks, walk_lookups, recovered;
+	         walks, walk_lookups, recovered, ctl_checks, ctl_crashed;
 };
 
 static unsigned int crash_steps(uint64_t n, enum crash_op *s)
@@ -493,6 +497,61 @@ static void crash_recover(fhmap *map, struct crash_snap *s, struct crash_figures
 	} while (count > 0);
 }
 
+/* Runs fhmapctl CMD MAPDIR [--json]; returns its exit status and, with
+ * @p out, its output (stdout and stderr). */
+static int crash_ctl(const struct crash_ctx *x, const char *cmd, char *out, size_t size)
+{
+	int pfd[2], status;
+	char sink[256];
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	REL_ASSERT(pipe2(pfd, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	REL_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(pfd[1], STDOUT_FILENO);
+		dup2(pfd[1], STDERR_FILENO); /* shown with the output on failure */
+		execl(x->ctl, x->ctl, cmd, x->u.mapdir, out ? "--json" : (char *)NULL, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while ((n = out ? read(pfd[0], out + got, size - 1 - got) : read(pfd[0], sink, sizeof(sink))) > 0)
+		got += out ? (size_t)n : 0;
+	close(pfd[0]);
+	if (out)
+		out[got] = '\0';
+	REL_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status), "fhmapctl %s: status 0x%x", cmd,
+	           status);
+	return WEXITSTATUS(status);
+}
+
+/* fhmapctl check may find crashed copy-ups (one per pending intent), which
+ * repair mends, and nothing else. */
+static void crash_ctl_check(const struct crash_ctx *x, fhmap *map, struct crash_figures *fig)
+{
+	static char out[1 << 16];
+	size_t pending, kinds = 0, crashed = 0;
+	int rc = crash_ctl(x, "check", out, sizeof(out));
+
+	REL_OK(fhmap_copyup_pending(NULL, 0, &pending, map));
+	for (const char *p = out; (p = strstr(p, "\"kind\"")) != NULL; p += 6) {
+		const char *v = p + 6;
+
+		while (*v == ' ' || *v == ':')
+			v++;
+		kinds++;
+		crashed += strncmp(v, "\"copyup-crashed\"", 16) == 0;
+	}
+	REL_ASSERT((rc == 0 && kinds == 0 && pending == 0) || (rc == 1 && kinds == crashed && crashed == pending),
+	           "fhmapctl check after kill %llu: exit %d, %zu problems, %zu crashed copy-ups, %zu "
+	           "pending:\n%s", (unsigned long long)fig->kills, rc, kinds, crashed, pending, out);
+	fig->ctl_checks++;
+	fig->ctl_crashed += crashed;
+}
+
 static void crash_setup(struct crash_ctx *x)
 {
 	fhmap *map;
@@ -564,6 +623,8 @@ static void crash_round_run(struct crash_ctx *x, struct crash_round *r, struct c
 		crash_verify_main(map, x, n, r->done[k], r->intent[k], r->ino[k], snap, fig);
 		crash_verify_extra(map, x, n, r->done[k], r->intent[k], r->cino[k], snap);
 	}
+	if (x->ctl)
+		crash_ctl_check(x, map, fig);
 	crash_recover(map, snap, fig);
 	REL_ASSERT(rel_check_map(map, &c) == 0, "map inconsistent after kill %llu",
 	           (unsigned long long)fig->kills);
@@ -579,7 +640,7 @@ int main(int argc, char **argv)
 	struct crash_figures fig = { 0 };
 	struct crash_snap snap = { 0 };
 	struct crash_round r = { 0 };
-	struct crash_ctx x;
+	struct crash_ctx x = { 0 };
 	uint64_t rng, t0;
 
 	for (int a = 1; a < argc; a++) {
@@ -587,8 +648,10 @@ int main(int argc, char **argv)
 			seconds = strtol(argv[++a], NULL, 0);
 		else if (strcmp(argv[a], "--max-kills") == 0 && a + 1 < argc)
 			max_kills = strtol(argv[++a], NULL, 0);
+		else if (strcmp(argv[a], "--fhmapctl") == 0 && a + 1 < argc)
+			x.ctl = argv[++a];
 		else
-			REL_ASSERT(0, "usage: %s [--seconds N] [--max-kills N]", argv[0]);
+			REL_ASSERT(0, "usage: %s [--seconds N] [--max-kills N] [--fhmapctl PATH]", argv[0]);
 	}
 	rng = rel_seed("rel_crash");
 	crash_setup(&x);
@@ -606,6 +669,10 @@ int main(int argc, char **argv)
 	       "kill: %llu applied, %llu absent, never partial\n",
 	       (unsigned long long)fig.done_ops, (unsigned long long)fig.inflight_applied,
 	       (unsigned long long)fig.inflight_absent);
+	if (x.ctl)
+		printf("rel_crash: fhmapctl check after each of %llu kills: nothing but %llu crashed "
+		       "copy-ups\n", (unsigned long long)fig.ctl_checks,
+		       (unsigned long long)fig.ctl_crashed);
 	printf("rel_crash: %llu objects tracked, %llu re-verifications of earlier objects, "
 	       "%llu consistency walks (%llu lookups), %llu pending intents recovered\n",
 	       (unsigned long long)snap.n, (unsigned long long)fig.snap_checks,

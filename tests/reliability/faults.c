@@ -116,6 +116,15 @@ static void faults_expect_present(fhmap *map, const uint64_t *inos, unsigned int
 	}
 }
 
+static void faults_expect_absent(fhmap *map, const uint64_t *inos, unsigned int n)
+{
+	fhmap_object o;
+
+	for (unsigned int i = 0; i < n; i++)
+		REL_ASSERT(fhmap_get(&o, map, inos[i]) == -ENOENT, "object %llu of a failed batch exists",
+		           (unsigned long long)inos[i]);
+}
+
 static void faults_consistent(fhmap *map, const char *when)
 {
 	struct rel_check c;
@@ -127,12 +136,12 @@ static void faults_consistent(fhmap *map, const char *when)
 
 static void test_enospc(void)
 {
-	static uint64_t inos[FILL_MAX], more[FILL_MAX];
+	static uint64_t inos[FILL_MAX], more[FILL_MAX], batch[FILL_MAX];
 	struct rel_union u;
-	unsigned int n = 0, m = 0;
+	unsigned int n = 0, m = 0, nb = 0;
 	char *filler;
 	fhmap *map;
-	int rc, fd;
+	int rc, rc2, rc3, fd;
 
 	/* 1. A full filesystem. The layers stay on the normal disk. */
 	rel_union_init(&u, "enospc");
@@ -147,24 +156,39 @@ static void test_enospc(void)
 	REL_OK(faults_open(&map, u.mapdir, FHMAP_OPEN_CREATE, 0, 0, NULL));
 	rel_union_register(&u, map);
 	rc = faults_fill(map, &u, 0, FILL_MAX, inos, &n);
-	printf("rel_faults enospc: tmpfs of 1 MiB full after %u objects: %s\n", n, fhmap_strerror(rc));
-	REL_ASSERT(rc == -ENOSPC, "filling the filesystem gave %d (%s), not -ENOSPC", rc,
-	           fhmap_strerror(rc));
+	printf("rel_faults enospc: tmpfs of 1 MiB full after %u objects, one a commit: %s\n", n,
+	       fhmap_strerror(rc));
 	REL_ASSERT(n > 0, "not a single object fitted");
 	faults_expect_present(map, inos, n);
-	faults_consistent(map, "after -ENOSPC");
-	/* Still full: the next update fails the same way, and loses nothing. */
-	rc = faults_fill(map, &u, n + 1, 1, more, &m);
-	REL_ASSERT(rc == -ENOSPC, "second write on a full filesystem: %d", rc);
+	faults_consistent(map, "after the filesystem filled up");
+	/* Still full: the next update fails too, and loses nothing. */
+	rc2 = faults_fill(map, &u, n + 1, 1, more, &m);
+	REL_ASSERT(rc2 != 0, "a write on a full filesystem succeeded");
 	REL_ASSERT(unlink(filler) == 0, "unlink filler: %s", strerror(errno));
-	rc = faults_fill(map, &u, n + 2, 5, more, &m);
-	REL_ASSERT(rc == 0 && m == 5, "writes after freeing space: %d (%s)", rc, fhmap_strerror(rc));
+	rc3 = faults_fill(map, &u, n + 2, 5, more, &m);
+	REL_ASSERT(rc3 == 0 && m == 5, "writes after freeing space: %d (%s)", rc3, fhmap_strerror(rc3));
+	/* A batch larger than the space left: one commit of many pages. */
+	REL_OK(fhmap_batch_begin(map));
+	rc3 = faults_fill(map, &u, FILL_MAX, FILL_MAX / 4, batch, &nb);
+	REL_ASSERT(rc3 == 0, "bind in a batch: %s", fhmap_strerror(rc3));
+	rc3 = fhmap_batch_commit(map);
+	printf("rel_faults enospc: a batch of %u objects on the remaining 256 KiB: %s\n", nb,
+	       fhmap_strerror(rc3));
+	REL_ASSERT(rc3 != 0, "a batch larger than the free space committed");
+	faults_expect_absent(map, batch, nb);
+	faults_expect_present(map, inos, n);
+	faults_expect_present(map, more, m);
+	faults_consistent(map, "after a batch failed on a full filesystem");
 	fhmap_close(map);
 	REL_OK(faults_open(&map, u.mapdir, 0, 0, 0, NULL));
 	faults_expect_present(map, inos, n);
 	faults_expect_present(map, more, m);
 	faults_consistent(map, "after reopening");
 	fhmap_close(map);
+	/* The map survived; now the codes: a full disk must say so. */
+	REL_ASSERT(rc == -ENOSPC && rc2 == -ENOSPC && rc3 == -ENOSPC,
+	           "full filesystem gave %d (%s), then %d (%s), batch %d (%s); expected -ENOSPC", rc,
+	           fhmap_strerror(rc), rc2, fhmap_strerror(rc2), rc3, fhmap_strerror(rc3));
 	REL_ASSERT(umount(u.mapdir) == 0, "umount: %s", strerror(errno));
 	free(filler);
 

@@ -307,8 +307,42 @@ static unsigned int rel_check_tomb(fhmap *map, const fhmap_object *o, struct rel
 	return problems;
 }
 
+/* Every entry of an index names a live object that carries its handle. */
+static unsigned int rel_check_index(fhmap *map, fhmap_index index, uint64_t *entries,
+                                    struct rel_check *c)
+{
+	const char *which = index == FHMAP_INDEX_ORIGIN ? "origin" : "upper";
+	fhmap_index_entry *e = malloc(2 * sizeof(*e));
+	unsigned int problems = 0;
+	fhmap_object *o = malloc(sizeof(*o));
+	int rc, k = 0;
+
+	REL_ASSERT(e && o, "out of memory");
+	*entries = 0;
+	for (;;) {
+		rc = fhmap_index_next(&e[k], map, index, *entries ? &e[!k].fh : NULL);
+		if (rc)
+			break;
+		(*entries)++;
+		c->lookups++;
+		rc = fhmap_get(o, map, e[k].ino);
+		if (rc != 0 || o->state == FHMAP_STATE_UNLINKED ||
+		    !(index == FHMAP_INDEX_ORIGIN ? o->has_origin && rel_realfh_eq(&o->origin, &e[k].fh)
+		                                  : o->has_upper && rel_realfh_eq(&o->upper, &e[k].fh)))
+			PROBLEM("%s index entry names object %llu, which does not carry it (rc %d)", which,
+			        (unsigned long long)e[k].ino, rc);
+		k = !k;
+	}
+	if (rc != -ENOENT)
+		PROBLEM("fhmap_index_next(%s): %s", which, fhmap_strerror(rc));
+	free(e);
+	free(o);
+	return problems;
+}
+
 unsigned int rel_check_map(fhmap *map, struct rel_check *out)
 {
+	uint64_t n_origin_index = 0, n_upper_index = 0;
 	struct rel_check c = { 0 };
 	uint64_t st_count[5] = { 0 }, origin_entries = 0, upper_entries = 0, last = 0;
 	fhmap_copyup_intent *pend = NULL;
@@ -364,6 +398,12 @@ unsigned int rel_check_map(fhmap *map, struct rel_check *out)
 			PROBLEM("intent for object %llu in state %d (rc %d)", (unsigned long long)pend[i].ino,
 			        rc ? -1 : (int)o->state, rc);
 	}
+	problems += rel_check_index(map, FHMAP_INDEX_ORIGIN, &n_origin_index, &c);
+	problems += rel_check_index(map, FHMAP_INDEX_UPPER, &n_upper_index, &c);
+	if (n_origin_index != origin_entries || n_upper_index != upper_entries)
+		PROBLEM("indexes hold %llu origin and %llu upper entries; live objects carry %llu and %llu",
+		        (unsigned long long)n_origin_index, (unsigned long long)n_upper_index,
+		        (unsigned long long)origin_entries, (unsigned long long)upper_entries);
 	rc = fhmap_stats(&stats, map);
 	if (rc != 0) {
 		PROBLEM("fhmap_stats: %s", fhmap_strerror(rc));

@@ -88,8 +88,9 @@ struct rel_check {
  * consistent: each live object's origin and upper handles look up back to
  * it, its state agrees with its handles and with the pending intents, its
  * parent is a live directory, its handle decodes back to it; tombstones are
- * out of the indexes and their handles are stale; and fhmap_stats() counts
- * match the walk, so the indexes hold no entry without an object.
+ * out of the indexes and their handles are stale; every entry of both
+ * indexes (fhmap_index_next) names a live object carrying that handle, and
+ * the entry counts and fhmap_stats() agree with the walk.
  * Prints every problem to stderr and returns how many it found.
  */
 unsigned int rel_check_map(fhmap *map, struct rel_check *out);
