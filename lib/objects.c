@@ -479,14 +479,18 @@ int fhmap_index_next(fhmap_index_entry *out, fhmap *m, fhmap_index index, const 
 			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 		rc = fhmap__err(rc);
 		kp = k.mv_data;
-		if (rc == 0 && (k.mv_size <= 6 || k.mv_size > FHMAP__IKEY_MAX || v.mv_size != 8))
-			rc = -EUCLEAN;
+		if (rc == 0 && (k.mv_size <= 6 || k.mv_size > FHMAP__IKEY_MAX))
+			rc = -EUCLEAN; /* no handle to report */
 		if (rc == 0) {
 			out->fh.layer = (uint32_t)kp[0] << 8 | kp[1];
 			out->fh.type = (int32_t)((uint32_t)kp[2] << 24 | (uint32_t)kp[3] << 16 | (uint32_t)kp[4] << 8 | kp[5]);
 			out->fh.len = (uint32_t)k.mv_size - 6;
 			memcpy(out->fh.data, kp + 6, out->fh.len);
-			out->ino = fhmap__get_le64(v.mv_data);
+			out->ino = v.mv_size == 8 ? fhmap__get_le64(v.mv_data) : 0;
+			/* A damaged value still names its key, so a walk can go on
+			 * past it and repair can remove it. */
+			if (v.mv_size != 8 || out->fh.layer == 0)
+				rc = -EUCLEAN;
 		}
 		mdb_cursor_close(cur);
 	}

@@ -525,7 +525,9 @@ typedef struct fhmap_index_entry {
  * @param index ::FHMAP_INDEX_ORIGIN or ::FHMAP_INDEX_UPPER.
  * @param after The previous entry's handle, or NULL.
  * @return 0, -ENOENT (no more entries), -EINVAL, -EUCLEAN (a damaged
- *   entry), -EIO.
+ *   entry: if its key is readable, @p out->fh holds it and @p out->ino is 0,
+ *   so the walk can go on after it and fhmap_index_remove() can drop it),
+ *   -EIO.
  */
 FHMAP_EXTERN int fhmap_index_next(fhmap_index_entry *out, fhmap *map, fhmap_index index,
                                   const fhmap_realfh *after);

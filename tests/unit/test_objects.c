@@ -2,6 +2,7 @@
  * indexes, iteration, statistics. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -225,6 +226,68 @@ START_TEST(update_and_index_repair)
 }
 END_TEST
 
+/* Truncates the value of every origin index entry with LMDB directly. */
+static void damage_origin_index(void)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_cursor *cur;
+	MDB_val k, v;
+
+	fhmap_close(fx.map);
+	fx.map = NULL;
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	ck_assert_int_eq(mdb_env_open(env, fx.db, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, "origin", 0, &dbi), 0);
+	ck_assert_int_eq(mdb_cursor_open(txn, dbi, &cur), 0);
+	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		unsigned char key[512];
+		MDB_val shorter = { 3, "bad" }, kc = { k.mv_size, key };
+
+		/* The key points into the page the put rewrites: copy it first. */
+		memcpy(key, k.mv_data, k.mv_size);
+		ck_assert_int_eq(mdb_cursor_put(cur, &kc, &shorter, MDB_CURRENT), 0);
+	}
+	mdb_cursor_close(cur);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	fx.map = fx_open(0);
+}
+
+/* A damaged index entry is reported with its key: the walk goes past it,
+ * and it can be removed and rebuilt. */
+START_TEST(damaged_index_entries_walkable)
+{
+	fhmap_index_entry e;
+	fhmap_object obj;
+	uint64_t f, ino;
+	unsigned int damaged = 0;
+	int rc;
+
+	fx_make("lower/f", "x");
+	f = fx_bind("f", fx.root, "f");
+	damage_origin_index();
+	CK_OK(fhmap_get(&obj, fx.map, f));
+	ck_assert_int_eq(fhmap_lookup_origin(&ino, fx.map, &obj.origin), -EUCLEAN);
+	for (rc = fhmap_index_next(&e, fx.map, FHMAP_INDEX_ORIGIN, NULL); rc == 0 || rc == -EUCLEAN;
+	     rc = fhmap_index_next(&e, fx.map, FHMAP_INDEX_ORIGIN, &e.fh)) {
+		ck_assert_int_eq(rc, -EUCLEAN);
+		ck_assert_uint_eq(e.ino, 0);
+		ck_assert_uint_eq(e.fh.layer, fx.lower_id);
+		damaged++;
+		CK_OK(fhmap_index_remove(fx.map, FHMAP_INDEX_ORIGIN, &e.fh));
+	}
+	ck_assert_int_eq(rc, -ENOENT);
+	ck_assert_uint_eq(damaged, 2); /* the root's and f's */
+	CK_OK(fhmap_object_update(fx.map, &obj)); /* rebuilds f's entry */
+	CK_OK(fhmap_lookup_origin(&ino, fx.map, &obj.origin));
+	ck_assert_uint_eq(ino, f);
+}
+END_TEST
+
 START_TEST(iterate_and_count)
 {
 	fhmap_map_stats st;
@@ -286,6 +349,7 @@ int main(void)
 	tcase_add_test(tc, unlink_tombstones);
 	tcase_add_test(tc, create_upper_objects);
 	tcase_add_test(tc, update_and_index_repair);
+	tcase_add_test(tc, damaged_index_entries_walkable);
 	tcase_add_test(tc, iterate_and_count);
 	return fx_run(s);
 }
