@@ -20,6 +20,8 @@ typedef struct bench_mem {
 	long hwm_kib, rss_anon_kib, rss_file_kib;
 } bench_mem;
 void bench_mem_get(bench_mem *out);
+/* Bytes this process caused to be written to storage so far. */
+uint64_t bench_io_written(void);
 uint64_t bench_file_bytes(const char *path, uint64_t *apparent);
 int bench_rmtree(const char *path);
 int bench_mkdirs(const char *path);
@@ -74,7 +76,8 @@ void bench_ratio_print(const char *scale, const char *name, const bench_series *
 
 /* ---- floor.c: raw LMDB with the layout of libfhmap's object table ---- */
 typedef struct bench_floor bench_floor;
-int bench_floor_build(bench_floor **out, const char *dir, const uint64_t *inos, size_t n, size_t vsize);
+/* @named: records in a named table beside five others, as in libfhmap. */
+int bench_floor_build(bench_floor **out, const char *dir, const uint64_t *inos, size_t n, size_t vsize, int named);
 void bench_floor_close(bench_floor *f);
 /* A per-thread reader; keys are the sample object numbers. */
 typedef struct bench_floor_reader {
@@ -84,6 +87,7 @@ typedef struct bench_floor_reader {
 	size_t vsize;
 } bench_floor_reader;
 extern const bench_kind bench_floor_get;
+extern const bench_kind bench_floor_named_get;
 
 /* ---- sqlmap.c: the same mapping in SQLite (WAL, prepared statements) ---- */
 typedef struct bench_sql bench_sql;

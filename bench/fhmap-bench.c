@@ -117,6 +117,7 @@ static void load_fhmap(scale_run *s)
 	if (rc)
 		bench_die("fhmap_layer_add", rc);
 	int64_t fl0 = bench_disk_flushes(s->mapdir);
+	uint64_t w0 = bench_io_written();
 	size_t batches = 0, redone = 0;
 	uint64_t t0 = bench_now_ns();
 	for (size_t i = 0; i < s->n;) {
@@ -133,6 +134,8 @@ static void load_fhmap(scale_run *s)
 	}
 	double sec = (double)(bench_now_ns() - t0) / 1e9;
 	int64_t fl1 = bench_disk_flushes(s->mapdir);
+	printf("@val %s bind_batch_written_per_object %.0f B written to storage per object bound\n",
+	       s->o->scale_label, (double)(bench_io_written() - w0) / (double)s->n);
 	printf("@val %s bind_batch_objects_per_s %.0f objects/s (synthetic, batch %zu, sync full)\n",
 	       s->o->scale_label, (double)s->n / sec, s->o->batch);
 	printf("@val %s bind_batch_redone %zu batches (map growth)\n", s->o->scale_label, redone);
@@ -315,14 +318,14 @@ static void load_sqlite(scale_run *s, bench_sql **out)
 	       (double)bytes / (double)s->n);
 }
 
-enum { K_ENCODE, K_DECODE, K_FLOOR, K_SQLDEC, K_LOOKUP, K_SQLLOOK, K_COUNT };
+enum { K_ENCODE, K_DECODE, K_FLOOR, K_FLOOR_NAMED, K_SQLDEC, K_LOOKUP, K_SQLLOOK, K_COUNT };
 
-static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl)
+static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor *fln)
 {
 	unsigned int tmax = s->o->max_threads;
 	samples sm[8];
 	fh_reader fr[8];
-	bench_floor_reader flr[8];
+	bench_floor_reader flr[8], fln_r[8];
 	bench_sql_reader sr[8];
 	for (unsigned int t = 0; t < tmax; t++) {
 		samples_make(&sm[t], s, sql, s->o->seed + 1000u * t);
@@ -330,15 +333,17 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl)
 		if (!fr[t].fhs)
 			bench_die("out of memory", -ENOMEM);
 		flr[t] = (bench_floor_reader){ .f = fl, .keys = sm[t].inos };
+		fln_r[t] = (bench_floor_reader){ .f = fln, .keys = sm[t].inos };
 		sr[t] = (bench_sql_reader){ .s = sql, .fhs = sm[t].sqlfhs, .origins = sm[t].origins,
 		                            .expect = sm[t].inos };
 	}
-	const bench_kind *kinds[K_COUNT] = { &k_encode, &k_decode, &bench_floor_get, &bench_sql_decode,
-		                             &k_lookup, &bench_sql_lookup_origin };
+	const bench_kind *kinds[K_COUNT] = { &k_encode, &k_decode, &bench_floor_get, &bench_floor_named_get,
+		                             &bench_sql_decode, &k_lookup, &bench_sql_lookup_origin };
 	void *ctx[K_COUNT][8];
 	for (unsigned int t = 0; t < tmax; t++) {
 		ctx[K_ENCODE][t] = ctx[K_DECODE][t] = ctx[K_LOOKUP][t] = &fr[t];
 		ctx[K_FLOOR][t] = &flr[t];
+		ctx[K_FLOOR_NAMED][t] = &fln_r[t];
 		ctx[K_SQLDEC][t] = ctx[K_SQLLOOK][t] = &sr[t];
 	}
 	bench_series ser[K_COUNT][8];
@@ -364,6 +369,7 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl)
 			if (ser[k][t - 1].n)
 				bench_series_print(&ser[k][t - 1], sc);
 		bench_ratio_print(sc, "decode_over_floor", &ser[K_DECODE][t - 1], &ser[K_FLOOR][t - 1]);
+		bench_ratio_print(sc, "decode_over_named_floor", &ser[K_DECODE][t - 1], &ser[K_FLOOR_NAMED][t - 1]);
 		if (sql) {
 			bench_ratio_print(sc, "sqlite_decode_over_decode", &ser[K_SQLDEC][t - 1], &ser[K_DECODE][t - 1]);
 			bench_ratio_print(sc, "sqlite_lookup_over_lookup", &ser[K_SQLLOOK][t - 1],
@@ -441,11 +447,13 @@ static void run_scale(const bench_opts *o)
 {
 	scale_run s = { .o = o, .n = o->scale, .vsize = o->vsize };
 	path_join(s.mapdir, o->dir, "fhmap");
-	char floordir[FHMAP_PATH_MAX], sqlpath[FHMAP_PATH_MAX];
+	char floordir[FHMAP_PATH_MAX], floornamed[FHMAP_PATH_MAX], sqlpath[FHMAP_PATH_MAX];
 	path_join(floordir, o->dir, "floor");
+	path_join(floornamed, o->dir, "floor-named");
 	path_join(sqlpath, o->dir, "sqlite.db");
 	bench_rmtree(s.mapdir);
 	bench_rmtree(floordir);
+	bench_rmtree(floornamed);
 	static const char *const sqlfiles[] = { "", "-wal", "-shm" };
 	for (size_t i = 0; i < 3; i++) {
 		char p[FHMAP_PATH_MAX + 8];
@@ -470,9 +478,11 @@ static void run_scale(const bench_opts *o)
 		s.vsize = forced;
 	map_open(&s, FHMAP_SYNC_FULL, 0);
 
-	bench_floor *fl;
-	fprintf(stderr, "[%s] building the LMDB floor\n", o->scale_label);
-	int rc = bench_floor_build(&fl, floordir, s.inos, s.n, s.vsize);
+	bench_floor *fl, *fln;
+	fprintf(stderr, "[%s] building the LMDB floors\n", o->scale_label);
+	int rc = bench_floor_build(&fl, floordir, s.inos, s.n, s.vsize, 0);
+	if (!rc)
+		rc = bench_floor_build(&fln, floornamed, s.inos, s.n, s.vsize, 1);
 	if (rc)
 		bench_die("floor build", rc);
 	char floordata[FHMAP_PATH_MAX];
@@ -485,10 +495,11 @@ static void run_scale(const bench_opts *o)
 		load_sqlite(&s, &sql);
 	}
 	report_mem(o->scale_label);
-	read_side(&s, sql, fl);
+	read_side(&s, sql, fl, fln);
 	report_mem(o->scale_label);
 	bench_sql_close(sql);
 	bench_floor_close(fl);
+	bench_floor_close(fln);
 
 	if (o->parts & BENCH_COPYUP) {
 		uint64_t rs = o->seed ^ 0xc0;

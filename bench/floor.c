@@ -1,7 +1,11 @@
 /* The floor: a bare LMDB table with the key format of libfhmap's object
  * table (8-byte big-endian object numbers, default key order) and records of
  * the same size, read the way libfhmap reads: one reusable read transaction
- * per thread, mdb_txn_renew / mdb_get / mdb_txn_reset per operation. */
+ * per thread, mdb_txn_renew / mdb_get / mdb_txn_reset per operation.
+ * The raw floor keeps the records in LMDB's main table. The named variant
+ * keeps them in a named table of an environment with libfhmap's six tables:
+ * LMDB then looks the table up again in every new read transaction, a cost
+ * any multi-table design pays. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <lmdb.h>
@@ -55,7 +59,24 @@ static int floor_fill(bench_floor *f, const uint64_t *inos, size_t n, size_t vsi
 	return rc;
 }
 
-int bench_floor_build(bench_floor **out, const char *dir, const uint64_t *inos, size_t n, size_t vsize)
+static const char *const floor_tables[] = { "meta", "layers", "objects", "origin", "upper", "pending" };
+
+static int floor_tables_open(bench_floor *f, MDB_txn *txn, int named)
+{
+	if (!named)
+		return mdb_errno(mdb_dbi_open(txn, NULL, 0, &f->dbi));
+	for (size_t i = 0; i < sizeof floor_tables / sizeof floor_tables[0]; i++) {
+		MDB_dbi d;
+		int rc = mdb_errno(mdb_dbi_open(txn, floor_tables[i], MDB_CREATE, &d));
+		if (rc)
+			return rc;
+		if (!strcmp(floor_tables[i], "objects"))
+			f->dbi = d;
+	}
+	return 0;
+}
+
+int bench_floor_build(bench_floor **out, const char *dir, const uint64_t *inos, size_t n, size_t vsize, int named)
 {
 	bench_floor *f = calloc(1, sizeof *f);
 	int rc = f ? bench_mkdirs(dir) : -ENOMEM;
@@ -64,12 +85,14 @@ int bench_floor_build(bench_floor **out, const char *dir, const uint64_t *inos, 
 	if (!rc)
 		rc = mdb_errno(mdb_env_set_mapsize(f->env, (size_t)(n * (vsize + 64) * 3 + (64u << 20))));
 	if (!rc)
+		rc = mdb_errno(mdb_env_set_maxdbs(f->env, 8));
+	if (!rc)
 		rc = mdb_errno(mdb_env_open(f->env, dir, MDB_NOTLS | MDB_NOSYNC, 0644));
 	if (!rc) {
 		MDB_txn *txn;
 		rc = mdb_errno(mdb_txn_begin(f->env, NULL, 0, &txn));
 		if (!rc)
-			rc = mdb_errno(mdb_dbi_open(txn, NULL, 0, &f->dbi));
+			rc = floor_tables_open(f, txn, named);
 		if (!rc)
 			rc = mdb_errno(mdb_txn_commit(txn));
 	}
@@ -133,3 +156,4 @@ static int floor_op(void *tctx, size_t i)
 }
 
 const bench_kind bench_floor_get = { "floor_mdb_get", floor_op, floor_tinit, floor_tfini };
+const bench_kind bench_floor_named_get = { "floor_named_mdb_get", floor_op, floor_tinit, floor_tfini };

@@ -77,6 +77,20 @@ void bench_mem_get(bench_mem *out)
 	fclose(f);
 }
 
+uint64_t bench_io_written(void)
+{
+	FILE *f = fopen("/proc/self/io", "r");
+	if (!f)
+		return 0;
+	char line[128];
+	uint64_t v = 0;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "write_bytes: %" SCNu64, &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
 uint64_t bench_file_bytes(const char *path, uint64_t *apparent)
 {
 	struct stat st;
