@@ -383,7 +383,10 @@ case_random() {
 		s=${all[RANDOM % (${#all[@]} + 1)]:-./none}
 		d=${dirs[RANDOM % ${#dirs[@]}]}
 		t=${files[RANDOM % (${#files[@]} + 1)]:-./none}
-		case $((RANDOM % 12)) in
+		# now and then the kernel forgets everything, or the daemon restarts
+		if ((i % 100 == 50)); then drop_caches; fi
+		if ((i % 100 == 99)); then stop; start; fi
+		case $((RANDOM % 13)) in
 		0) cmd="echo a$i >>'$t'" ;;
 		1) cmd="echo w$i >'$t'" ;;
 		2) cmd="truncate -s 2 '$t'" ;;
@@ -396,6 +399,7 @@ case_random() {
 		9) cmd="mv -T '$s' '${all[RANDOM % ${#all[@]}]}'" ;;
 		10) cmd="ln -s 'target$i' '$d/n$i'" ;;
 		11) cmd="echo c$i >'$d/n$i'" ;;
+		12) cmd="setfattr -n user.op -v $i '$t'" ;;
 		esac
 		(cd "$T/ref" && eval "$cmd") >/dev/null 2>&1; rc1=$?
 		(cd "$M" && eval "$cmd") >/dev/null 2>&1; rc2=$?
