@@ -9,7 +9,7 @@ build=${FHMAP_BUILD_DIR:?}-fuzz
 secs=${FHMAP_FUZZ_SECONDS:-25}
 
 CC=clang cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFHMAP_FUZZ=ON \
-  -DFHMAP_BUILD_EXAMPLES=OFF -DFHMAP_BUILD_BENCH=OFF -DFHMAP_BUILD_TOOLS=OFF >/dev/null
+  -DFHMAP_BUILD_EXAMPLES=OFF -DFHMAP_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" --target fuzz_decode fuzz_open >/dev/null
 
 work=$(mktemp -d)
