@@ -563,7 +563,16 @@ int ufs_resolve(struct ufs_entry *e, const struct ufs_dir *d, const char *name)
 	}
 	if (r < 0)
 		return r;
-	return ufs_obj_get(&e->obj, ino);
+	r = ufs_obj_get(&e->obj, ino);
+	/* A directory has exactly one name: if its hint disagrees (a crash
+	 * between a rename and fhmap_rename, a rename made outside the daemon),
+	 * correct it, since ".." and copy-ups below it follow the hint. */
+	if (r == 0 && e->obj.type == S_IFDIR && (e->obj.parent != d->obj.ino || strcmp(e->obj.name, name))) {
+		r = fhmap_rename(ufs.map, ino, d->obj.ino, name);
+		if (r == 0)
+			r = ufs_obj_get(&e->obj, ino);
+	}
+	return r;
 }
 
 /* Set of names already seen while merging a directory (open addressing). */

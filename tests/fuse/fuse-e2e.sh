@@ -239,10 +239,11 @@ case_restart() {
 	start
 	echo cu2 >"$M/cu"
 	echo up >"$M/up"
+	mkdir -p "$M/ud/sub" "$M/other"
 	mv "$M/d" "$M/d2"
 	echo hl2 >"$M/h1"
 	"$TOOL" save "$T/h" keep="$M/keep" cu="$M/cu" up="$M/up" dir="$M/d2/e" f="$M/d2/e/f" h2="$M/h2" \
-		doomed="$M/doomed" || fail "save handles"
+		doomed="$M/doomed" ud="$M/ud/sub" || fail "save handles"
 	local inos
 	inos=$(stat -c '%n %i' "$M/keep" "$M/cu" "$M/up" "$M/d2/e" "$M/d2/e/f" "$M/h2")
 	"$TOOL" open "$M" "$T/h" >"$T/before"
@@ -256,6 +257,16 @@ case_restart() {
 		expect "handle '$l' survives unmount and daemon restart" "$(field $l "$T/after")" "$(field $l "$T/before")"
 	done
 	expect "unlinked before restart stays ESTALE" "$(field doomed "$T/after")" ESTALE
+	# a directory moved on the upper layer while unmounted: found again, its
+	# name hint corrected, and its handle reconnects to the new place
+	stop
+	mv "$T/up/ud" "$T/up/other/ud"
+	start
+	ls -R "$M" >/dev/null
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/moved"
+	expect "dir moved outside the daemon reconnects" "$(field ud "$T/moved")" \
+		"ok ino=$(ino "$M/other/ud/sub") dir=$M/other/ud/sub"
 	expect "st_ino stable across restart" "$(stat -c '%n %i' "$M/keep" "$M/cu" "$M/up" "$M/d2/e" "$M/d2/e/f" "$M/h2")" "$inos"
 	echo new >"$M/new"
 	local maxold
