@@ -180,6 +180,14 @@ static int check_root(void)
 		fprintf(stderr, "fhmap-unionfs: layers must support file handles: %s\n", fhmap_strerror(r));
 		return -1;
 	}
+	int fd;
+	r = fhmap_open_real(&fd, ufs.map, &lower, O_PATH);
+	if (r < 0) {
+		fprintf(stderr, "fhmap-unionfs: cannot open by handle on '%s': %s\n", ufs.lowers[0].root,
+		        fhmap_strerror(r));
+		return -1;
+	}
+	close(fd);
 	r = fhmap_bind(&ino, ufs.map, &lower, 0, "", S_IFDIR);
 	if (r == -EEXIST || (r == 0 && ino != FHMAP_ROOT_INO)) {
 		fprintf(stderr, "fhmap-unionfs: lowerdir '%s' is not the directory this db was made for\n",
