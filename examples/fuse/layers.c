@@ -244,7 +244,7 @@ int ufs_stat(struct stat *st, const fhmap_object *obj)
 		close(fd);
 		return r;
 	}
-	long lower;
+	long lower = 0;
 	if (S_ISDIR(st->st_mode))
 		st->st_nlink = 1; /* merged directories: "unknown" as on btrfs */
 	else if (obj->state == FHMAP_STATE_UPPER && ufs_lowerlinks(fd, &lower) == 0)
@@ -500,7 +500,7 @@ static int upper_dir_origin(fhmap_realfh *origin, const struct ufs_dir *d, const
 
 int ufs_resolve(struct ufs_entry *e, const struct ufs_dir *d, const char *name)
 {
-	struct stat ust;
+	struct stat ust = { 0 };
 	size_t li = 0;
 	uint64_t ino;
 	int r;

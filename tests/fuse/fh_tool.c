@@ -67,11 +67,15 @@ static int cmd_save(int argc, char **argv)
 
 		if (!eq) {
 			fprintf(stderr, "fh_tool: expected LABEL=PATH, got %s\n", argv[i]);
+			free(fh);
+			fclose(out);
 			return 2;
 		}
 		*eq = '\0';
 		if (name_to_handle_at(AT_FDCWD, eq + 1, fh, &mnt, 0) < 0) {
 			fprintf(stderr, "fh_tool: name_to_handle_at %s: %s\n", eq + 1, strerror(errno));
+			free(fh);
+			fclose(out);
 			return 1;
 		}
 		fprintf(out, "%s %d ", argv[i], fh->handle_type);
