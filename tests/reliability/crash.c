@@ -369,7 +369,8 @@ static void crash_verify_main(fhmap *map, const struct crash_ctx *x, uint64_t n,
 	           (unsigned long long)o.parent, o.name, o.has_upper, d, i, (int)lo.state,
 	           (int)hi.state, (unsigned long long)lo.parent, (unsigned long long)hi.parent, lo.name,
 	           hi.name);
-	if (i > d && memcmp(&lo, &hi, sizeof(lo)) != 0) {
+	if (lo.bound != hi.bound || lo.state != hi.state || lo.parent != hi.parent ||
+	    strcmp(lo.name, hi.name) != 0) {
 		if (ok_lo)
 			fig->inflight_absent++;
 		else
@@ -382,7 +383,8 @@ static void crash_verify_main(fhmap *map, const struct crash_ctx *x, uint64_t n,
 }
 
 static void crash_verify_extra(fhmap *map, const struct crash_ctx *x, uint64_t n, unsigned int d,
-                               unsigned int i, uint64_t logged_cino, struct crash_snap *snap)
+                               unsigned int i, uint64_t logged_cino, struct crash_snap *snap,
+                               struct crash_figures *fig)
 {
 	struct crash_expect lo, hi;
 	fhmap_realfh fh;
@@ -414,6 +416,14 @@ static void crash_verify_extra(fhmap *map, const struct crash_ctx *x, uint64_t n
 	           (unsigned long long)n, bound, BATCH_N);
 	REL_ASSERT(!lo.batched || bound, "cycle %llu: committed batch lost", (unsigned long long)n);
 	REL_ASSERT(hi.batched || !bound, "cycle %llu: batch before its step", (unsigned long long)n);
+	if (hi.created != lo.created) {
+		fig->inflight_applied += ino != 0;
+		fig->inflight_absent += ino == 0;
+	}
+	if (hi.batched != lo.batched) {
+		fig->inflight_applied += bound != 0;
+		fig->inflight_absent += bound == 0;
+	}
 	for (int j = 0; j < bound; j++) {
 		REL_OK(fhmap_get(&o, map, batch[j]));
 		crash_snap_add(snap, &o);
@@ -621,7 +631,7 @@ static void crash_round_run(struct crash_ctx *x, struct crash_round *r, struct c
 		if (r->intent[k] == 0)
 			continue;
 		crash_verify_main(map, x, n, r->done[k], r->intent[k], r->ino[k], snap, fig);
-		crash_verify_extra(map, x, n, r->done[k], r->intent[k], r->cino[k], snap);
+		crash_verify_extra(map, x, n, r->done[k], r->intent[k], r->cino[k], snap, fig);
 	}
 	if (x->ctl)
 		crash_ctl_check(x, map, fig);
