@@ -87,24 +87,34 @@ static int cmd_save(int argc, char **argv)
 	return fclose(out) ? 1 : 0;
 }
 
-static size_t load(const char *path, struct saved *s, size_t cap)
+/* Reads saved handles; at most cap of them when cap is not 0. */
+static struct saved *load(const char *path, size_t *count, size_t cap)
 {
 	FILE *in = fopen(path, "r");
 	char hex[2 * HANDLE_MAX + 1];
+	struct saved *s = NULL, one;
 	size_t n = 0;
 
 	if (!in) {
 		perror(path);
 		exit(2);
 	}
-	while (n < cap && fscanf(in, "%63s %d %256s", s[n].label, &s[n].type, hex) == 3) {
-		s[n].len = (unsigned int)strlen(hex) / 2;
-		for (unsigned int j = 0; j < s[n].len; j++)
-			sscanf(hex + 2 * j, "%2hhx", &s[n].data[j]);
-		n++;
+	while ((!cap || n < cap) && fscanf(in, "%63s %d %256s", one.label, &one.type, hex) == 3) {
+		struct saved *ns = realloc(s, (n + 1) * sizeof(*s));
+
+		if (!ns) {
+			perror("realloc");
+			exit(2);
+		}
+		s = ns;
+		one.len = (unsigned int)strlen(hex) / 2;
+		for (unsigned int j = 0; j < one.len; j++)
+			sscanf(hex + 2 * j, "%2hhx", &one.data[j]);
+		s[n++] = one;
 	}
 	fclose(in);
-	return n;
+	*count = n;
+	return s;
 }
 
 static int open_mount(const char *mnt)
@@ -159,9 +169,9 @@ static void describe(const char *label, int fd)
 
 static int cmd_open(char **argv)
 {
-	static struct saved s[256];
 	int mfd = open_mount(argv[0]);
-	size_t n = load(argv[1], s, 256);
+	size_t n;
+	struct saved *s = load(argv[1], &n, 0);
 
 	for (size_t i = 0; i < n; i++) {
 		int fd = open_saved(mfd, &s[i], O_RDONLY);
@@ -176,6 +186,7 @@ static int cmd_open(char **argv)
 		describe(s[i].label, fd);
 		close(fd);
 	}
+	free(s);
 	fflush(stdout);
 	return 0;
 }
@@ -194,15 +205,20 @@ static uint32_t rnd32(void)
  * parent low, parent generation]; type 0x81 or 0x82 (with parent). */
 static int cmd_forge(char **argv)
 {
-	struct saved s, f;
+	struct saved s, f, *first;
 	int mfd = open_mount(argv[0]);
 	long count = strtol(argv[2], NULL, 10);
 	long opened = 0, stale = 0, other = 0;
+	size_t n;
 
-	if (load(argv[1], &s, 1) != 1 || s.len < 12) {
+	first = load(argv[1], &n, 1);
+	if (n != 1 || first[0].len < 12) {
 		fprintf(stderr, "fh_tool: no FUSE handle in %s\n", argv[1]);
+		free(first);
 		return 2;
 	}
+	s = first[0];
+	free(first);
 	srandom((unsigned int)getpid());
 	uint32_t hi, lo, gen;
 	memcpy(&hi, s.data, 4);
