@@ -1,9 +1,11 @@
 /*
  * Fault injection on real filesystems and a real LMDB environment.
- *   enospc   the map on a 1 MiB tmpfs: writes fill it and fail with -ENOSPC,
- *            every earlier update stays, the map stays consistent and takes
- *            writes again once space is freed; the same through
- *            max_map_size on a normal filesystem.
+ *   enospc   the map on a 1 MiB tmpfs: one bind a commit until it is full,
+ *            one more write, then space is freed and a batch larger than it
+ *            is committed. Every failure must be -ENOSPC, every earlier
+ *            update stays, a failed batch leaves nothing, the map stays
+ *            consistent and takes writes again once space is freed; the
+ *            same through max_map_size on a normal filesystem.
  *   rdonly   a map on a read-only mount, and in a directory its user may
  *            not write, opens with FHMAP_OPEN_RDONLY and answers; updates
  *            give -EROFS; a read-write open is refused cleanly.
@@ -141,7 +143,7 @@ static void test_enospc(void)
 	unsigned int n = 0, m = 0, nb = 0;
 	char *filler;
 	fhmap *map;
-	int rc, rc2, rc3, fd;
+	int rc, rc2, rc3, rc4, fd;
 
 	/* 1. A full filesystem. The layers stay on the normal disk. */
 	rel_union_init(&u, "enospc");
@@ -185,30 +187,30 @@ static void test_enospc(void)
 	faults_expect_present(map, more, m);
 	faults_consistent(map, "after reopening");
 	fhmap_close(map);
-	/* The map survived; now the codes: a full disk must say so. */
-	REL_ASSERT(rc == -ENOSPC && rc2 == -ENOSPC && rc3 == -ENOSPC,
-	           "full filesystem gave %d (%s), then %d (%s), batch %d (%s); expected -ENOSPC", rc,
-	           fhmap_strerror(rc), rc2, fhmap_strerror(rc2), rc3, fhmap_strerror(rc3));
 	REL_ASSERT(umount(u.mapdir) == 0, "umount: %s", strerror(errno));
 	free(filler);
 
 	/* 2. The growth limit of the options on a normal filesystem. */
 	REL_OK(faults_open(&map, u.mapdir, FHMAP_OPEN_CREATE, 64 * 1024, 256 * 1024, NULL));
 	rel_union_register(&u, map);
-	rc = faults_fill(map, &u, 100000, FILL_MAX, inos, &n);
+	rc4 = faults_fill(map, &u, 100000, FILL_MAX, inos, &n);
 	printf("rel_faults enospc: max_map_size 256 KiB reached after %u objects: %s\n", n,
-	       fhmap_strerror(rc));
-	REL_ASSERT(rc == -ENOSPC, "hitting max_map_size gave %d (%s)", rc, fhmap_strerror(rc));
+	       fhmap_strerror(rc4));
+	REL_ASSERT(rc4 == -ENOSPC, "hitting max_map_size gave %d (%s)", rc4, fhmap_strerror(rc4));
 	faults_expect_present(map, inos, n);
 	faults_consistent(map, "at max_map_size");
 	fhmap_close(map);
 	REL_OK(faults_open(&map, u.mapdir, 0, 256 * 1024, 1024 * 1024, NULL));
-	rc = faults_fill(map, &u, 200000, 5, more, &m);
-	REL_ASSERT(rc == 0, "writes after raising max_map_size: %s", fhmap_strerror(rc));
+	rc4 = faults_fill(map, &u, 200000, 5, more, &m);
+	REL_ASSERT(rc4 == 0, "writes after raising max_map_size: %s", fhmap_strerror(rc4));
 	faults_expect_present(map, inos, n);
 	faults_consistent(map, "after raising max_map_size");
 	fhmap_close(map);
 	rel_union_free(&u);
+	/* The map survived everything; now the codes: a full disk must say so. */
+	REL_ASSERT(rc == -ENOSPC && rc2 == -ENOSPC && rc3 == -ENOSPC,
+	           "full filesystem gave %d (%s), then %d (%s), batch %d (%s); expected -ENOSPC", rc,
+	           fhmap_strerror(rc), rc2, fhmap_strerror(rc2), rc3, fhmap_strerror(rc3));
 }
 
 /* Opens the map read-only and checks it answers and refuses updates. */
