@@ -66,7 +66,7 @@ stop() {
 
 drop_caches() { sync; echo 2 >/proc/sys/vm/drop_caches; }
 # field LABEL FILE: the open result of one label
-field() { grep "^$1 " "$2" | cut -d' ' -f2-; }
+field() { grep -a "^$1 " "$2" | cut -d' ' -f2-; }
 ino() { stat -c %i "$1"; }
 
 finish() {
@@ -329,6 +329,33 @@ case_recovery() {
 	expect "rolled-forward object reads its upper copy" "$(field g "$T/o")" "ok ino=$gi data=copied"
 	echo now >"$M/f"
 	expect "rolled-back object copies up again" "$(cat "$T/up/f")" now
+
+	# a real crash: SIGKILL while a large copy-up runs
+	head -c 64M /dev/urandom >"$T/l1/big"
+	local bi sum
+	bi=$(ino "$M/big")
+	sum=$(md5sum <"$T/l1/big")
+	"$TOOL" save "$T/hb" big="$M/big" || fail "save handle"
+	(echo tail >>"$M/big") 2>/dev/null &
+	local writer=$!
+	sleep 0.05
+	kill -KILL "$PID"
+	wait "$PID" 2>/dev/null
+	wait "$writer" 2>/dev/null
+	PID=""
+	fusermount3 -u "$M" || umount -l "$M"
+	start
+	local st
+	st=$("$TOOL" state "$DB" "$bi")
+	expect_match "after a crash mid copy-up the object is settled" "$st" "^(origin|upper)$"
+	local now
+	now=$(head -c 64M "$M/big" | md5sum)
+	expect "the data before the append is intact" "$now" "$sum"
+	expect "no temporaries left in the work dir" "$(ls -A "$T/up/.fhmap-work" | grep -v '^index$' | wc -l)" 0
+	drop_caches
+	"$TOOL" open "$M" "$T/hb" >"$T/ob"
+	expect_match "the handle opens the same object after the crash" "$(field big "$T/ob")" "^ok ino=$bi data="
+	echo "# copy-up interrupted at state '$st'; recovery: $(grep -a "copy-up of object $bi " "$T/daemon.log" | tail -1)"
 	stop
 }
 
