@@ -219,6 +219,16 @@ static int open_work(const struct ufs_options *o)
 	struct stat ust, wst;
 
 	if (o->workdir) {
+		char *w = realpath(o->workdir, NULL);
+		size_t ul = strlen(ufs.upper.root);
+		int inside = w && !strncmp(w, ufs.upper.root, ul) && (w[ul] == '/' || !w[ul]);
+
+		free(w);
+		if (inside) {
+			/* it would show up in the union, and could be renamed away */
+			fprintf(stderr, "fhmap-unionfs: workdir '%s' must not be inside upperdir\n", o->workdir);
+			return -1;
+		}
 		ufs.work_fd = open(o->workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	} else {
 		if (mkdirat(ufs.upper.fd, UFS_WORK_NAME, 0700) < 0 && errno != EEXIST)

@@ -501,6 +501,18 @@ case_options() {
 	out=$("$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB" "$T/file" -f 2>&1); rc=$?
 	expect "mountpoint not a directory: error" "$rc" 1
 	expect_match "mountpoint not a directory: message" "$out" "mountpoint '$T/file': not a directory"
+	out=$("$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB,workdir=$T/up" "$M" -f 2>&1); rc=$?
+	expect "workdir inside upperdir: error" "$rc" 1
+	expect_match "workdir inside upperdir: message" "$out" "must not be inside upperdir"
+	rm -rf "$DB"
+	mkdir "$T/work"
+	"$BIN" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/up,db=$DB,workdir=$T/work" "$M" -f 2>>"$T/daemon.log" &
+	PID=$!
+	for _ in $(seq 100); do mounted "$M" && break; sleep 0.05; done
+	echo w >"$M/w"
+	expect "separate workdir: not in the upper layer" "$(ls -A "$T/up")" w
+	expect "separate workdir: holds the index" "$(ls -A "$T/work")" index
+	stop
 	start
 	stop
 	mkdir "$T/up2"
