@@ -80,10 +80,17 @@ case_union() {
 	mkdir -p "$T/l1/dir" "$T/l2/dir" "$T/l1/sub" "$T/l1/ren/in"
 	echo x >"$T/l1/dir/x"; echo dup1 >"$T/l1/dir/dup"; echo y >"$T/l2/dir/y"; echo dup2 >"$T/l2/dir/dup"
 	echo k >"$T/l1/sub/k"; echo w >"$T/l1/wh"; echo o >"$T/l2/only2"; echo r >"$T/l1/ren/in/f"
+	# l1 as a former upper layer: a whiteout and an opaque directory
+	mknod "$T/l1/hidden" c 0 0; echo h >"$T/l2/hidden"
+	mkdir "$T/l1/op" "$T/l2/op"; echo a >"$T/l1/op/a"; echo b >"$T/l2/op/b"
+	setfattr -n trusted.overlay.opaque -v y "$T/l1/op"
 	start
 	local names
 	names=$(ls -A "$M" | tr '\n' ' ')
-	expect "root lists every layer once, work dir hidden" "$names" "a both dir only2 ren sub wh "
+	expect "root lists every layer once, work dir hidden" "$names" "a both dir only2 op ren sub wh "
+	expect "whiteout in a lower layer hides the layers below" "$(cat "$M/hidden" 2>&1)" \
+		"cat: $M/hidden: No such file or directory"
+	expect "opaque dir in a lower layer stops the merge" "$(ls "$M/op" | tr '\n' ' ')" "a "
 	expect "readdir merge of a dir in both lowers" "$(ls "$M/dir" | tr '\n' ' ')" "dup x y "
 	expect "topmost lower wins" "$(cat "$M/both") $(cat "$M/dir/dup")" "B1 dup1"
 	expect "readdir d_ino equals st_ino" "$(ls -i "$M" | awk '$2=="a"{print $1}')" "$(ino "$M/a")"
@@ -150,7 +157,7 @@ case_union() {
 	expect "rename of a file from the second lower" "$(cat "$M/n1/n2/moved2")" o
 	expect "statfs" "$(stat -f -c %b "$M")" "$(stat -f -c %b "$T/up")"
 	expect "whiteout names never listed" "$(ls -A "$M" | tr '\n' ' ')" \
-		"a a-link both dir fifo moved n1 sub sym "
+		"a a-link both dir fifo moved n1 op sub sym "
 	local before names
 	before=$(find "$M" -printf '%P %i\n' | sort)
 	names=$(cd "$M" && find . | sort)
