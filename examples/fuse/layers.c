@@ -724,37 +724,46 @@ static int list_layer(struct ufs_list *out, struct name_set *seen, const struct 
 	return r;
 }
 
-/* Gives every listed name its object (readdir's d_ino is the st_ino a
- * lookup returns). Binding new objects is one batch: one commit for the
- * whole directory. */
-static int list_resolve(struct ufs_list *l, const struct ufs_dir *d)
+/* Resolves entries [from, to) in one batch; -EAGAIN: redo it. */
+static int list_resolve_batch(struct ufs_list *l, const struct ufs_dir *d, size_t from, size_t to)
 {
-	for (int attempt = 0; attempt < 3; attempt++) {
-		int r = fhmap_batch_begin(ufs.map);
+	int r = fhmap_batch_begin(ufs.map);
 
-		if (r < 0)
-			return r;
-		for (size_t i = 0; i < l->count && r != -EAGAIN; i++) {
-			struct ufs_entry e;
+	if (r < 0)
+		return r;
+	for (size_t i = from; i < to; i++) {
+		struct ufs_entry e;
 
-			r = ufs_resolve(&e, d, l->ents[i].name);
-			if (r == 0) {
-				l->ents[i].ino = e.obj.ino;
-				l->ents[i].type = e.obj.type;
-			} else if (r != -EAGAIN) {
-				/* vanished or unreadable: keep the name, lookup will say why */
-				l->ents[i].ino = 0;
-			}
-		}
+		r = ufs_resolve(&e, d, l->ents[i].name);
 		if (r == -EAGAIN) {
 			fhmap_batch_abort(ufs.map);
-			continue; /* the map grew: redo the batch */
+			return r;
 		}
-		r = fhmap_batch_commit(ufs.map);
-		if (r != -EAGAIN)
+		/* an entry that vanished or cannot be resolved is left out */
+		l->ents[i].ino = r == 0 ? e.obj.ino : 0;
+		if (r == 0)
+			l->ents[i].type = e.obj.type;
+	}
+	return fhmap_batch_commit(ufs.map);
+}
+
+/* Gives every listed name its object (readdir's d_ino is the st_ino a
+ * lookup returns: the kernel reconnects directory handles by it). New
+ * objects are bound in batches of UFS_BATCH, one commit each. */
+#define UFS_BATCH 1000
+static int list_resolve(struct ufs_list *l, const struct ufs_dir *d)
+{
+	for (size_t from = 0; from < l->count; from += UFS_BATCH) {
+		size_t to = l->count - from > UFS_BATCH ? from + UFS_BATCH : l->count;
+		int r = -EAGAIN;
+
+		/* -EAGAIN: the map grew during the batch; it is redone */
+		for (int attempt = 0; attempt < 3 && r == -EAGAIN; attempt++)
+			r = list_resolve_batch(l, d, from, to);
+		if (r < 0)
 			return r;
 	}
-	return -EAGAIN;
+	return 0;
 }
 
 int ufs_list_merged(struct ufs_list *out, const struct ufs_dir *d, int resolve)
