@@ -47,7 +47,7 @@ expect_match() { if [[ $2 =~ $3 ]]; then ok "$1"; else fail "$1: '$2' does not m
 start() {
 	"$BIN" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/up,db=$DB" "$M" -f 2>>"$T/daemon.log" &
 	PID=$!
-	for _ in $(seq 100); do
+	for _ in $(seq 400); do
 		mounted "$M" && return 0
 		kill -0 "$PID" 2>/dev/null || break
 		sleep 0.05
@@ -57,7 +57,18 @@ start() {
 }
 
 stop() {
-	fusermount3 -u "$M"
+	if ! fusermount3 -u "$M"; then
+		fail "fusermount3 -u $M"
+		umount -l "$M"
+	fi
+	for _ in $(seq 200); do
+		kill -0 "$PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$PID" 2>/dev/null; then
+		fail "daemon still running 20 s after unmount"
+		kill -KILL "$PID"
+	fi
 	wait "$PID"
 	local rc=$?
 	PID=""
@@ -515,7 +526,7 @@ case_options() {
 	mkdir "$T/work"
 	"$BIN" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/up,db=$DB,workdir=$T/work" "$M" -f 2>>"$T/daemon.log" &
 	PID=$!
-	for _ in $(seq 100); do mounted "$M" && break; sleep 0.05; done
+	for _ in $(seq 400); do mounted "$M" && break; sleep 0.05; done
 	echo w >"$M/w"
 	expect "separate workdir: not in the upper layer" "$(ls -A "$T/up")" w
 	expect "separate workdir: holds the index" "$(ls -A "$T/work")" index
