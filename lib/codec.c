@@ -49,43 +49,25 @@ const char *fhmap_fh_status_str(fhmap_fh_status status)
 	return "invalid status";
 }
 
-/* Generation of a live object, for encoding. */
-static int live_gen(MDB_txn *txn, fhmap *m, uint64_t ino, uint32_t *gen, uint32_t *type)
-{
-	fhmap__rec rec;
-	int rc = fhmap__obj_load(txn, m, ino, &rec, NULL);
-
-	if (rc)
-		return rc;
-	if (rec.state == FHMAP_STATE_UNLINKED)
-		return -ESTALE;
-	*gen = rec.gen;
-	if (type)
-		*type = rec.type;
-	return 0;
-}
-
 static int encode_ids(MDB_txn *txn, fhmap *m, uint64_t ino, uint64_t *parent, uint32_t *gen, uint32_t *pgen,
                       int connectable)
 {
 	fhmap__rec rec;
-	uint32_t ptype;
 	int rc;
 
-	if (!connectable)
-		return live_gen(txn, m, ino, gen, NULL);
-	if ((rc = fhmap__obj_load(txn, m, ino, &rec, NULL)) != 0)
+	if ((rc = fhmap__obj_load_live(txn, m, ino, &rec, NULL)) != 0)
 		return rc;
-	if (rec.state == FHMAP_STATE_UNLINKED)
-		return -ESTALE;
 	*gen = rec.gen;
+	if (!connectable)
+		return 0;
 	if (!*parent)
 		*parent = rec.parent;
 	if (!*parent)
 		return -EINVAL; /* the root has no parent */
-	if ((rc = live_gen(txn, m, *parent, pgen, &ptype)) != 0)
+	if ((rc = fhmap__obj_load_live(txn, m, *parent, &rec, NULL)) != 0)
 		return rc;
-	return ptype == S_IFDIR ? 0 : -EINVAL;
+	*pgen = rec.gen;
+	return rec.type == S_IFDIR ? 0 : -EINVAL;
 }
 
 int fhmap_encode(void *out, size_t *len, fhmap *m, uint64_t ino, uint64_t parent, unsigned int flags)

@@ -86,10 +86,8 @@ static int do_commit(fhmap__wtxn *w, void *arg)
 	MDB_val v;
 	int rc;
 
-	if ((rc = fhmap__obj_load(w->txn, w->m, a->ino, &rec, copy)) != 0)
+	if ((rc = fhmap__obj_load_live(w->txn, w->m, a->ino, &rec, copy)) != 0)
 		return rc;
-	if (rec.state == FHMAP_STATE_UNLINKED)
-		return -ESTALE;
 	if (rec.state != FHMAP_STATE_COPYUP)
 		return -EINVAL;
 	if ((rc = pending_layer(w->txn, w->m, a->ino, &layer)) != 0)
@@ -109,8 +107,7 @@ static int do_commit(fhmap__wtxn *w, void *arg)
 	rec.state = FHMAP_STATE_UPPER;
 	if ((rc = fhmap__obj_store(w, a->ino, &rec)) != 0)
 		return rc;
-	fhmap__be64(key, a->ino);
-	return fhmap__del(w, FHMAP__DB_PENDING, key, 8);
+	return fhmap__pending_drop(w, a->ino);
 }
 
 int fhmap_copyup_commit(fhmap *m, uint64_t ino, const fhmap_realfh *upper)
@@ -122,10 +119,20 @@ int fhmap_copyup_commit(fhmap *m, uint64_t ino, const fhmap_realfh *upper)
 	return fhmap__write(m, do_commit, &a);
 }
 
+int fhmap__pending_drop(fhmap__wtxn *w, uint64_t ino)
+{
+	unsigned char key[8];
+	int rc;
+
+	fhmap__be64(key, ino);
+	rc = fhmap__del(w, FHMAP__DB_PENDING, key, 8);
+	return rc == -ENOENT ? 0 : rc;
+}
+
 static int do_abort(fhmap__wtxn *w, void *arg)
 {
 	uint64_t ino = *(uint64_t *)arg;
-	unsigned char copy[FHMAP__REC_MAX], key[8];
+	unsigned char copy[FHMAP__REC_MAX];
 	fhmap__rec rec;
 	int rc;
 
@@ -133,8 +140,7 @@ static int do_abort(fhmap__wtxn *w, void *arg)
 		return rc;
 	if (rec.state != FHMAP_STATE_COPYUP)
 		return -EINVAL;
-	fhmap__be64(key, ino);
-	if ((rc = fhmap__del(w, FHMAP__DB_PENDING, key, 8)) != 0 && rc != -ENOENT)
+	if ((rc = fhmap__pending_drop(w, ino)) != 0)
 		return rc;
 	rec.state = FHMAP_STATE_ORIGIN;
 	return fhmap__obj_store(w, ino, &rec);

@@ -110,7 +110,11 @@ size_t fhmap__ikey(unsigned char *key, const fhmap__rfh *fh);
 
 /* Loads a record; with @copy (FHMAP__REC_MAX bytes) the view points there. */
 int fhmap__obj_load(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy);
+/* As fhmap__obj_load, but an unlinked object gives -ESTALE. */
+int fhmap__obj_load_live(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy);
 int fhmap__obj_store(fhmap__wtxn *w, uint64_t ino, const fhmap__rec *rec);
+/* copyup.c: drops the copy-up intent of @ino, if any. */
+int fhmap__pending_drop(fhmap__wtxn *w, uint64_t ino);
 int fhmap__realfh_check(const fhmap_realfh *fh);
 int fhmap__name_check(const char *name);
 int fhmap__type_check(uint32_t type);

@@ -90,10 +90,8 @@ static int do_gen_bump(fhmap__wtxn *w, void *arg)
 	fhmap__rec rec;
 	int rc;
 
-	if ((rc = fhmap__obj_load(w->txn, w->m, a->ino, &rec, copy)) != 0)
+	if ((rc = fhmap__obj_load_live(w->txn, w->m, a->ino, &rec, copy)) != 0)
 		return rc;
-	if (rec.state == FHMAP_STATE_UNLINKED)
-		return -ESTALE;
 	if ((rc = fhmap__alloc_gen(w, &a->gen)) != 0)
 		return rc;
 	rec.gen = a->gen;

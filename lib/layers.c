@@ -36,33 +36,34 @@ static int layer_parse(fhmap_layer *out, uint32_t id, const MDB_val *v)
 	return 0;
 }
 
-static int layer_load(MDB_txn *txn, fhmap *m, uint32_t id, fhmap_layer *out)
+/* The raw record of layer @id; -ENXIO when there is none. */
+static int layer_val(MDB_txn *txn, fhmap *m, uint32_t id, MDB_val *v)
 {
 	unsigned char key[4];
-	MDB_val v;
 	int rc;
 
 	if (id == 0 || id > LAYER_ID_MAX)
 		return -ENXIO;
 	layer_key(key, id);
-	rc = fhmap__get(txn, m->dbi[FHMAP__DB_LAYERS], key, 4, &v);
-	if (rc)
-		return rc == -ENOENT ? -ENXIO : rc;
-	return layer_parse(out, id, &v);
+	rc = fhmap__get(txn, m->dbi[FHMAP__DB_LAYERS], key, 4, v);
+	return rc == -ENOENT ? -ENXIO : rc;
+}
+
+static int layer_load(MDB_txn *txn, fhmap *m, uint32_t id, fhmap_layer *out)
+{
+	MDB_val v;
+	int rc = layer_val(txn, m, id, &v);
+
+	return rc ? rc : layer_parse(out, id, &v);
 }
 
 int fhmap__layer_role(MDB_txn *txn, fhmap *m, uint32_t id, fhmap_layer_role *role)
 {
-	unsigned char key[4];
 	MDB_val v;
-	int rc;
+	int rc = layer_val(txn, m, id, &v);
 
-	if (id == 0 || id > LAYER_ID_MAX)
-		return -ENXIO;
-	layer_key(key, id);
-	rc = fhmap__get(txn, m->dbi[FHMAP__DB_LAYERS], key, 4, &v);
 	if (rc)
-		return rc == -ENOENT ? -ENXIO : rc;
+		return rc;
 	if (v.mv_size < LAYER_HDR + 1)
 		return -EUCLEAN;
 	*role = (fhmap_layer_role)((const unsigned char *)v.mv_data)[0];

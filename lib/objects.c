@@ -285,10 +285,8 @@ static int do_rename(fhmap__wtxn *w, void *arg)
 	fhmap__rec rec;
 	int rc;
 
-	if ((rc = fhmap__obj_load(w->txn, w->m, a->ino, &rec, copy)) != 0)
+	if ((rc = fhmap__obj_load_live(w->txn, w->m, a->ino, &rec, copy)) != 0)
 		return rc;
-	if (rec.state == FHMAP_STATE_UNLINKED)
-		return -ESTALE;
 	if ((rc = parent_check(w->txn, w->m, a->parent)) != 0 ||
 	    (rc = cycle_check(w->txn, w->m, a->ino, a->parent)) != 0)
 		return rc;
@@ -324,18 +322,15 @@ static int drop_indexes(fhmap__wtxn *w, uint64_t ino, const fhmap__rec *rec)
 static int do_unlink(fhmap__wtxn *w, void *arg)
 {
 	uint64_t ino = *(uint64_t *)arg;
-	unsigned char copy[FHMAP__REC_MAX], key[8];
+	unsigned char copy[FHMAP__REC_MAX];
 	fhmap__rec rec;
 	int rc;
 
-	if ((rc = fhmap__obj_load(w->txn, w->m, ino, &rec, copy)) != 0)
+	if ((rc = fhmap__obj_load_live(w->txn, w->m, ino, &rec, copy)) != 0)
 		return rc;
-	if (rec.state == FHMAP_STATE_UNLINKED)
-		return -ESTALE;
 	if ((rc = drop_indexes(w, ino, &rec)) != 0)
 		return rc;
-	fhmap__be64(key, ino);
-	if ((rc = fhmap__del(w, FHMAP__DB_PENDING, key, 8)) != 0 && rc != -ENOENT)
+	if ((rc = fhmap__pending_drop(w, ino)) != 0)
 		return rc;
 	if ((rc = fhmap__alloc_gen(w, &rec.gen)) != 0)
 		return rc;
@@ -400,14 +395,12 @@ static int update_check(MDB_txn *txn, fhmap *m, const fhmap_object *o, const fhm
 static int do_update(fhmap__wtxn *w, void *arg)
 {
 	const fhmap_object *o = arg;
-	unsigned char copy[FHMAP__REC_MAX], key[8];
+	unsigned char copy[FHMAP__REC_MAX];
 	fhmap__rec rec, want;
 	int rc;
 
-	if ((rc = fhmap__obj_load(w->txn, w->m, o->ino, &rec, copy)) != 0)
+	if ((rc = fhmap__obj_load_live(w->txn, w->m, o->ino, &rec, copy)) != 0)
 		return rc;
-	if (rec.state == FHMAP_STATE_UNLINKED)
-		return -ESTALE;
 	want = rec;
 	want.has_origin = o->has_origin;
 	want.has_upper = o->has_upper;
@@ -431,8 +424,7 @@ static int do_update(fhmap__wtxn *w, void *arg)
 	if (want.has_upper && (rc = index_put(w, FHMAP__DB_UPPER, &want.upper, o->ino)) != 0)
 		return rc;
 	if (rec.state == FHMAP_STATE_COPYUP && want.state == FHMAP_STATE_UPPER) {
-		fhmap__be64(key, o->ino);
-		if ((rc = fhmap__del(w, FHMAP__DB_PENDING, key, 8)) != 0 && rc != -ENOENT)
+		if ((rc = fhmap__pending_drop(w, o->ino)) != 0)
 			return rc;
 	}
 	return fhmap__obj_store(w, o->ino, &want);

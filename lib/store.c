@@ -512,6 +512,13 @@ int fhmap__obj_load(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsig
 	return fhmap__rec_parse(rec, &val);
 }
 
+int fhmap__obj_load_live(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy)
+{
+	int rc = fhmap__obj_load(txn, m, ino, rec, copy);
+
+	return rc == 0 && rec->state == FHMAP_STATE_UNLINKED ? -ESTALE : rc;
+}
+
 int fhmap__obj_store(fhmap__wtxn *w, uint64_t ino, const fhmap__rec *rec)
 {
 	unsigned char key[8], buf[FHMAP__REC_MAX];
