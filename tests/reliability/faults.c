@@ -47,6 +47,17 @@ static void faults_private_mounts(void)
 	           "make mounts private: %s", strerror(errno));
 }
 
+static char *faults_mounted;
+static pid_t faults_mounter;
+
+/* A test that fails leaves its tmpfs mounted; detach it so that the
+ * temporary directory can go (atexit runs this before removing it). */
+static void faults_unmount(void)
+{
+	if (faults_mounted && getpid() == faults_mounter)
+		umount2(faults_mounted, MNT_DETACH);
+}
+
 static void faults_tmpfs(const char *dir, const char *size, unsigned long flags)
 {
 	char opts[64];
@@ -54,6 +65,19 @@ static void faults_tmpfs(const char *dir, const char *size, unsigned long flags)
 	snprintf(opts, sizeof(opts), "size=%s,mode=0755", size);
 	REL_ASSERT(mount("fhmap-test", dir, "tmpfs", flags, opts) == 0, "mount tmpfs on %s: %s", dir,
 	           strerror(errno));
+	if (!faults_mounter) {
+		faults_mounter = getpid();
+		atexit(faults_unmount);
+	}
+	free(faults_mounted);
+	faults_mounted = strdup(dir);
+}
+
+static void faults_umount(const char *dir)
+{
+	REL_ASSERT(umount(dir) == 0, "umount %s: %s", dir, strerror(errno));
+	free(faults_mounted);
+	faults_mounted = NULL;
 }
 
 struct faults_log {
@@ -187,7 +211,7 @@ static void test_enospc(void)
 	faults_expect_present(map, more, m);
 	faults_consistent(map, "after reopening");
 	fhmap_close(map);
-	REL_ASSERT(umount(u.mapdir) == 0, "umount: %s", strerror(errno));
+	faults_umount(u.mapdir);
 	free(filler);
 
 	/* 2. The growth limit of the options on a normal filesystem. */
@@ -340,7 +364,7 @@ static void test_rdonly(void)
 	           fhmap_strerror(rc));
 	free(fresh);
 	printf("rel_faults rdonly: read-only mount opens read-only; updates give -EROFS\n");
-	REL_ASSERT(umount(u.mapdir) == 0, "umount: %s", strerror(errno));
+	faults_umount(u.mapdir);
 	rel_union_free(&u);
 }
 
