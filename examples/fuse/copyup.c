@@ -256,6 +256,8 @@ int ufs_copyup(uint64_t ino)
 		r = fhmap_realfh_at(&u, ufs.upper.id, dirfd, dname);
 	if (!r)
 		r = fhmap_copyup_commit(ufs.map, ino, &u);
+	if (!r)
+		ufs.copyups++;
 	if (r < 0) {
 		if (placed)
 			remove_any(dirfd, dname);

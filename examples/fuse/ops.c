@@ -3,7 +3,7 @@
  *
  * Every nodeid is an object number and goes through libfhmap (ufs_obj_get):
  * an unknown nodeid is ESTALE, never a pointer. File handles (fi->fh) are
- * ours: a real fd for files, a heap listing for directories.
+ * ours: a struct ufs_file for files, a heap listing for directories.
  */
 #define FUSE_USE_VERSION 312
 #define _GNU_SOURCE
@@ -22,6 +22,62 @@
 #include <unistd.h>
 
 #define UFS_TIMEOUT 1.0
+
+/* An open file. One opened read-only while its object lived on a lower
+ * layer switches to the upper copy once the object is copied up (through
+ * another open, a link, ...), so it never reads stale lower data. */
+struct ufs_file {
+	int fd;
+	int flags;               /* open flags, for reopening */
+	int on_lower;
+	uint64_t ino;
+	unsigned long copyups;   /* ufs.copyups when last checked */
+};
+
+static struct ufs_file *file_of(const struct fuse_file_info *fi)
+{
+	return (struct ufs_file *)(uintptr_t)fi->fh;
+}
+
+static int file_attach(struct fuse_file_info *fi, int fd, uint64_t ino, int on_lower)
+{
+	struct ufs_file *f = malloc(sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	f->fd = fd;
+	f->flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC);
+	f->on_lower = on_lower;
+	f->ino = ino;
+	f->copyups = ufs.copyups;
+	fi->fh = (uint64_t)(uintptr_t)f;
+	return 0;
+}
+
+static void file_release(struct fuse_file_info *fi)
+{
+	struct ufs_file *f = file_of(fi);
+
+	close(f->fd);
+	free(f);
+}
+
+static int file_read_fd(struct ufs_file *f)
+{
+	fhmap_object obj;
+	int fd;
+
+	if (f->on_lower && f->copyups != ufs.copyups) {
+		f->copyups = ufs.copyups;
+		if (ufs_obj_get(&obj, f->ino) == 0 && obj.state == FHMAP_STATE_UPPER &&
+		    fhmap_open_real(&fd, ufs.map, &obj.upper, f->flags) == 0) {
+			close(f->fd);
+			f->fd = fd;
+			f->on_lower = 0;
+		}
+	}
+	return f->fd;
+}
 
 static void reply_entry(fuse_req_t req, const fhmap_object *obj)
 {
@@ -154,7 +210,7 @@ static int apply_setattr(const fhmap_object *obj, struct stat *attr, int to_set,
 	}
 	if (!r && (to_set & FUSE_SET_ATTR_SIZE)) {
 		if (fi) {
-			if (ftruncate((int)fi->fh, attr->st_size) < 0)
+			if (ftruncate(file_of(fi)->fd, attr->st_size) < 0)
 				r = -errno;
 		} else if (truncate(proc, attr->st_size) < 0) {
 			r = -errno;
@@ -184,7 +240,7 @@ static int setattr_unlinked(struct stat *st, uint64_t ino, struct stat *attr, in
                             struct fuse_file_info *fi)
 {
 	char proc[64];
-	int fd = fi ? (int)fi->fh : ufs_node_kept_fd(ino);
+	int fd = fi ? file_of(fi)->fd : ufs_node_kept_fd(ino);
 
 	if (fd < 0)
 		return -ESTALE;
@@ -422,6 +478,8 @@ static void ufs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 
 	if (r == 0)
 		r = ufs_stat(&ep.attr, &obj);
+	if (r == 0)
+		r = file_attach(fi, fd, obj.ino, 0);
 	if (r < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -431,11 +489,10 @@ static void ufs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	ep.ino = obj.ino;
 	ep.generation = obj.gen;
 	ep.attr_timeout = ep.entry_timeout = UFS_TIMEOUT;
-	fi->fh = (uint64_t)fd;
 	ufs_node_ref(obj.ino);
 	if (fuse_reply_create(req, &ep, fi) != 0) {
 		ufs_node_forget(obj.ino, 1);
-		close(fd);
+		file_release(fi);
 	}
 }
 
@@ -885,14 +942,19 @@ static void ufs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		ufs_proc_path(proc, sizeof(proc), ufs_node_kept_fd(ino));
 		fd = open(proc, (fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC)) | O_CLOEXEC);
 		r = fd < 0 ? -errno : 0;
+		obj.state = FHMAP_STATE_UNLINKED;
+	}
+	if (r == 0) {
+		r = file_attach(fi, fd, ino, obj.state == FHMAP_STATE_ORIGIN);
+		if (r < 0)
+			close(fd);
 	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uint64_t)fd;
 	if (fuse_reply_open(req, fi) != 0)
-		close(fd);
+		file_release(fi);
 }
 
 static void ufs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -901,7 +963,7 @@ static void ufs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 
 	(void)ino;
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].fd = file_read_fd(file_of(fi));
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
@@ -909,7 +971,7 @@ static void ufs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 static void ufs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
                       struct fuse_file_info *fi)
 {
-	ssize_t n = pwrite((int)fi->fh, data, size, off);
+	ssize_t n = pwrite(file_of(fi)->fd, data, size, off);
 
 	(void)ino;
 	if (n < 0)
@@ -920,7 +982,7 @@ static void ufs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t s
 
 static void ufs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	int fd = dup((int)fi->fh);
+	int fd = dup(file_of(fi)->fd);
 
 	(void)ino;
 	/* closing a duplicate reports deferred write errors without closing */
@@ -930,13 +992,14 @@ static void ufs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void ufs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	close((int)fi->fh);
+	file_release(fi);
 	fuse_reply_err(req, 0);
 }
 
 static void ufs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	int r = datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh);
+	int fd = file_of(fi)->fd;
+	int r = datasync ? fdatasync(fd) : fsync(fd);
 
 	(void)ino;
 	fuse_reply_err(req, r < 0 ? errno : 0);

@@ -45,6 +45,7 @@ struct ufs {
 	int index_fd;             /* work/index: copied-up lower hardlinks */
 	int hide_work;            /* work dir is UFS_WORK_NAME in the upper root */
 	unsigned long tmp_seq;    /* unique temp names in the work dir */
+	unsigned long copyups;    /* copy-ups done: open lower files recheck */
 	struct ufs_node **buckets;/* nodeid cache (an optimisation only) */
 	size_t nbuckets;
 	size_t nnodes;

@@ -119,7 +119,10 @@ case_union() {
 
 	local ia
 	ia=$(ino "$M/a")
+	exec 4<"$M/a"
 	echo A2 >>"$M/a"
+	expect "a file opened before its copy-up reads the copy" "$(tr '\n' ' ' <&4)" "A1 A2 "
+	exec 4<&-
 	expect "write copies up" "$(tr '\n' ' ' <"$T/up/a")" "A1 A2 "
 	expect "lower unchanged by copy-up" "$(cat "$T/l1/a")" A1
 	expect "st_ino kept by copy-up" "$(ino "$M/a")" "$ia"
