@@ -508,21 +508,21 @@ check_random_handles() {
 
 case_options() {
 	local out rc
-	out=$("$BIN" "$M" -f 2>&1); rc=$?
+	out=$(timeout -k 5 20 "$BIN" "$M" -f 2>&1); rc=$?
 	expect "missing lowerdir: usage error" "$rc" 2
 	expect_match "missing lowerdir: message" "$out" "missing -o lowerdir="
-	out=$("$BIN" -o "lowerdir=$T/nope,upperdir=$T/up,db=$DB" "$M" -f 2>&1); rc=$?
+	out=$(timeout -k 5 20 "$BIN" -o "lowerdir=$T/nope,upperdir=$T/up,db=$DB" "$M" -f 2>&1); rc=$?
 	expect "missing lower layer: error" "$rc" 1
 	expect_match "missing lower layer: message" "$out" "lowerdir '$T/nope': No such file"
 	[ -e "$DB" ] && fail "db created despite bad options" || ok "bad options create no db"
-	out=$("$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB" "$T/nomnt" -f 2>&1); rc=$?
+	out=$(timeout -k 5 20 "$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB" "$T/nomnt" -f 2>&1); rc=$?
 	expect "missing mountpoint: command line rejected" "$rc" 2
 	expect_match "missing mountpoint: message" "$out" "bad mount point .$T/nomnt.: No such file"
 	touch "$T/file"
-	out=$("$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB" "$T/file" -f 2>&1); rc=$?
+	out=$(timeout -k 5 20 "$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB" "$T/file" -f 2>&1); rc=$?
 	expect "mountpoint not a directory: error" "$rc" 1
 	expect_match "mountpoint not a directory: message" "$out" "mountpoint '$T/file': not a directory"
-	out=$("$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB,workdir=$T/up" "$M" -f 2>&1); rc=$?
+	out=$(timeout -k 5 20 "$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB,workdir=$T/up" "$M" -f 2>&1); rc=$?
 	expect "workdir inside upperdir: error" "$rc" 1
 	expect_match "workdir inside upperdir: message" "$out" "must not be inside upperdir"
 	rm -rf "$DB"
@@ -537,7 +537,7 @@ case_options() {
 	start
 	stop
 	mkdir "$T/up2"
-	out=$("$BIN" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/up2,db=$DB" "$M" -f 2>&1); rc=$?
+	out=$(timeout -k 5 20 "$BIN" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/up2,db=$DB" "$M" -f 2>&1); rc=$?
 	expect "other upper layer with the same db: error" "$rc" 1
 	expect_match "layer mismatch message" "$out" "belongs to other layers"
 	mounted "$M" && fail "mounted despite layer mismatch" || ok "not mounted on layer mismatch"
