@@ -80,6 +80,28 @@ static int open_layer(struct ufs_layer *l, const char *what, const char *path)
 	return 0;
 }
 
+/* Is a the same directory as b or below it (canonical paths)? */
+static int path_within(const char *a, const char *b)
+{
+	size_t n = strlen(b);
+
+	return !strncmp(a, b, n) && (a[n] == '/' || !a[n] || (n == 1 && b[0] == '/'));
+}
+
+/* Overlapping layers would let the union see (and copy up into) itself. */
+static int check_overlap(void)
+{
+	for (size_t i = 0; i < ufs.nlowers; i++) {
+		const char *l = ufs.lowers[i].root, *u = ufs.upper.root;
+
+		if (path_within(l, u) || path_within(u, l)) {
+			fprintf(stderr, "fhmap-unionfs: upperdir '%s' and lowerdir '%s' overlap\n", u, l);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int open_layers(const struct ufs_options *o)
 {
 	char *list = strdup(o->lowerdir), *save = NULL;
@@ -106,7 +128,9 @@ static int open_layers(const struct ufs_options *o)
 		fprintf(stderr, "fhmap-unionfs: lowerdir: no layer given\n");
 		return -1;
 	}
-	return open_layer(&ufs.upper, "upperdir", o->upperdir);
+	if (open_layer(&ufs.upper, "upperdir", o->upperdir) < 0)
+		return -1;
+	return check_overlap();
 }
 
 static void print_layers(const fhmap_layer *l, size_t n)

@@ -514,6 +514,10 @@ case_options() {
 	out=$(timeout -k 5 20 "$BIN" -o "lowerdir=$T/nope,upperdir=$T/up,db=$DB" "$M" -f 2>&1); rc=$?
 	expect "missing lower layer: error" "$rc" 1
 	expect_match "missing lower layer: message" "$out" "lowerdir '$T/nope': No such file"
+	mkdir "$T/l1/sub"
+	out=$(timeout -k 5 20 "$BIN" -o "lowerdir=$T/l1,upperdir=$T/l1/sub,db=$DB" "$M" -f 2>&1); rc=$?
+	expect "overlapping layers: error" "$rc" 1
+	expect_match "overlapping layers: message" "$out" "upperdir '$T/l1/sub' and lowerdir '$T/l1' overlap"
 	[ -e "$DB" ] && fail "db created despite bad options" || ok "bad options create no db"
 	out=$(timeout -k 5 20 "$BIN" -o "lowerdir=$T/l1,upperdir=$T/up,db=$DB" "$T/nomnt" -f 2>&1); rc=$?
 	expect "missing mountpoint: command line rejected" "$rc" 2
