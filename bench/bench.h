@@ -20,7 +20,8 @@ typedef struct bench_mem {
 	long hwm_kib, rss_anon_kib, rss_file_kib;
 } bench_mem;
 void bench_mem_get(bench_mem *out);
-/* Bytes this process caused to be written to storage so far. */
+/* Bytes this process passed to write(2)-family calls so far: for a map
+ * load, the LMDB pages it writes at each commit. */
 uint64_t bench_io_written(void);
 uint64_t bench_file_bytes(const char *path, uint64_t *apparent);
 int bench_rmtree(const char *path);

@@ -56,7 +56,7 @@ static void synth_name(char *buf, size_t size, size_t idx)
 
 typedef struct scale_run {
 	const bench_opts *o;
-	char mapdir[FHMAP_PATH_MAX];
+	char mapdir[FHMAP_PATH_MAX], floordir[2][FHMAP_PATH_MAX], sqlpath[FHMAP_PATH_MAX];
 	fhmap *map;
 	uint32_t lower, upper;
 	uint64_t *inos; /* object number of each synthetic index */
@@ -134,7 +134,7 @@ static void load_fhmap(scale_run *s)
 	}
 	double sec = (double)(bench_now_ns() - t0) / 1e9;
 	int64_t fl1 = bench_disk_flushes(s->mapdir);
-	printf("@val %s bind_batch_written_per_object %.0f B written to storage per object bound\n",
+	printf("@val %s bind_batch_written_per_object %.0f B written (pwrite) per object bound\n",
 	       s->o->scale_label, (double)(bench_io_written() - w0) / (double)s->n);
 	printf("@val %s bind_batch_objects_per_s %.0f objects/s (synthetic, batch %zu, sync full)\n",
 	       s->o->scale_label, (double)s->n / sec, s->o->batch);
@@ -142,6 +142,34 @@ static void load_fhmap(scale_run *s)
 	if (fl0 >= 0 && fl1 >= 0)
 		printf("@val %s bind_batch_flushes_per_commit %.2f device flushes\n", s->o->scale_label,
 		       (double)(fl1 - fl0) / (double)batches);
+}
+
+/* Prints one table's figures; returns its mean value size when its keys
+ * are all 8 bytes (object numbers), else 0. */
+static double table_report(scale_run *s, MDB_txn *txn, const char *name, size_t *entries)
+{
+	MDB_dbi d;
+	MDB_stat st;
+	MDB_cursor *c;
+	MDB_val k, v;
+	size_t cnt = 0, ksum = 0, vsum = 0;
+	*entries = 0;
+	if (mdb_dbi_open(txn, name, 0, &d) || mdb_stat(txn, d, &st) || mdb_cursor_open(txn, d, &c))
+		return 0;
+	/* Mean sizes from the first records: enough for uniform synthetic data. */
+	for (int op = MDB_FIRST; cnt < 200000 && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+		cnt++;
+		ksum += k.mv_size;
+		vsum += v.mv_size;
+	}
+	mdb_cursor_close(c);
+	double kavg = cnt ? (double)ksum / cnt : 0, vavg = cnt ? (double)vsum / cnt : 0;
+	uint64_t pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+	printf("@table %s %s %zu %.1f %.1f %" PRIu64 " %u %.1f\n", s->o->scale_label, name, (size_t)st.ms_entries,
+	       kavg, vavg, pages, st.ms_depth,
+	       st.ms_entries ? (double)pages * st.ms_psize / (double)st.ms_entries : 0.0);
+	*entries = st.ms_entries;
+	return cnt && ksum == cnt * 8 ? vavg : 0;
 }
 
 /* Per-table figures straight from LMDB (the map must be closed). Sets
@@ -159,33 +187,17 @@ static void table_breakdown(scale_run *s)
 		bench_die("reading the map with LMDB", -EIO);
 	MDB_val k, v;
 	size_t best = 0;
+	/* The main table lists the named tables. */
 	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
 		char name[64];
-		MDB_dbi d;
-		MDB_stat st;
+		size_t entries;
 		if (k.mv_size >= sizeof name)
 			continue;
 		memcpy(name, k.mv_data, k.mv_size);
 		name[k.mv_size] = '\0';
-		if (mdb_dbi_open(txn, name, 0, &d) || mdb_stat(txn, d, &st))
-			continue;
-		MDB_cursor *c;
-		MDB_val kk, vv;
-		size_t cnt = 0, ksum = 0, vsum = 0;
-		mdb_cursor_open(txn, d, &c);
-		for (int o2 = MDB_FIRST; cnt < 200000 && mdb_cursor_get(c, &kk, &vv, o2) == 0; o2 = MDB_NEXT) {
-			cnt++;
-			ksum += kk.mv_size;
-			vsum += vv.mv_size;
-		}
-		mdb_cursor_close(c);
-		double kavg = cnt ? (double)ksum / cnt : 0, vavg = cnt ? (double)vsum / cnt : 0;
-		uint64_t pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
-		printf("@table %s %s %zu %.1f %.1f %" PRIu64 " %u %.1f\n", s->o->scale_label, name,
-		       (size_t)st.ms_entries, kavg, vavg, pages, st.ms_depth,
-		       st.ms_entries ? (double)pages * st.ms_psize / (double)st.ms_entries : 0.0);
-		if (cnt && ksum == cnt * 8 && st.ms_entries > best) {
-			best = st.ms_entries;
+		double vavg = table_report(s, txn, name, &entries);
+		if (vavg > 0 && entries > best) {
+			best = entries;
 			s->vsize = (size_t)(vavg + 0.5);
 		}
 	}
@@ -249,7 +261,6 @@ static const bench_kind k_decode = { "fhmap_decode", op_decode, NULL, NULL };
 static const bench_kind k_lookup = { "fhmap_lookup_origin", op_lookup_origin, NULL, NULL };
 
 typedef struct samples {
-	size_t *idx;
 	uint64_t *inos;
 	fhmap_realfh *origins;
 	unsigned char *sqlfhs;
@@ -258,15 +269,13 @@ typedef struct samples {
 static void samples_make(samples *sm, scale_run *s, bench_sql *sql, uint64_t seed)
 {
 	size_t ops = s->o->ops;
-	sm->idx = malloc(ops * sizeof *sm->idx);
 	sm->inos = malloc(ops * sizeof *sm->inos);
 	sm->origins = malloc(ops * sizeof *sm->origins);
 	sm->sqlfhs = malloc(ops * FHMAP_FH_SIZE);
-	if (!sm->idx || !sm->inos || !sm->origins || !sm->sqlfhs)
+	if (!sm->inos || !sm->origins || !sm->sqlfhs)
 		bench_die("samples: out of memory", -ENOMEM);
 	for (size_t i = 0; i < ops; i++) {
 		size_t idx = (size_t)(bench_rand(&seed) % s->n);
-		sm->idx[i] = idx;
 		sm->inos[i] = s->inos[idx];
 		synth_realfh(&sm->origins[i], s->lower, idx, 0);
 		if (sql)
@@ -276,7 +285,6 @@ static void samples_make(samples *sm, scale_run *s, bench_sql *sql, uint64_t see
 
 static void samples_free(samples *sm)
 {
-	free(sm->idx);
 	free(sm->inos);
 	free(sm->origins);
 	free(sm->sqlfhs);
@@ -284,8 +292,7 @@ static void samples_free(samples *sm)
 
 static void load_sqlite(scale_run *s, bench_sql **out)
 {
-	char path[FHMAP_PATH_MAX];
-	path_join(path, s->o->dir, "sqlite.db");
+	const char *path = s->sqlpath;
 	int rc = bench_sql_create(out, path);
 	if (rc)
 		bench_die("sqlite create", rc);
@@ -443,52 +450,86 @@ static void report_mem(const char *sc)
 	printf("@mem %s %ld %ld %ld\n", sc, m.hwm_kib, m.rss_anon_kib, m.rss_file_kib);
 }
 
+/* Removes what an earlier run left in the work directory. */
+static void scale_clean(const scale_run *s)
+{
+	static const char *const sqlfiles[] = { "", "-wal", "-shm" };
+	bench_rmtree(s->mapdir);
+	bench_rmtree(s->floordir[0]);
+	bench_rmtree(s->floordir[1]);
+	for (size_t i = 0; i < 3; i++) {
+		char p[FHMAP_PATH_MAX + 8];
+		snprintf(p, sizeof p, "%s%s", s->sqlpath, sqlfiles[i]);
+		unlink(p);
+	}
+}
+
+/* Binds the synthetic layer, reports its size and table layout, and
+ * reopens the map for the measurements. */
+static void scale_load(scale_run *s)
+{
+	const char *sc = s->o->scale_label;
+	fprintf(stderr, "[%s] binding %zu synthetic objects\n", sc, s->n);
+	map_open(s, FHMAP_SYNC_FULL, 1);
+	load_fhmap(s);
+	report_size(s);
+	fhmap_close(s->map);
+	size_t forced = s->vsize;
+	s->vsize = 0;
+	table_breakdown(s);
+	printf("@val %s object_record_bytes %zu B (mean; the floor uses %zu)\n", sc, s->vsize,
+	       forced ? forced : s->vsize);
+	if (forced)
+		s->vsize = forced;
+	map_open(s, FHMAP_SYNC_FULL, 0);
+}
+
+static void floors_build(scale_run *s, bench_floor **raw, bench_floor **named)
+{
+	fprintf(stderr, "[%s] building the LMDB floors\n", s->o->scale_label);
+	int rc = bench_floor_build(raw, s->floordir[0], s->inos, s->n, s->vsize, 0);
+	if (!rc)
+		rc = bench_floor_build(named, s->floordir[1], s->inos, s->n, s->vsize, 1);
+	if (rc)
+		bench_die("floor build", rc);
+	char data[FHMAP_PATH_MAX];
+	path_join(data, s->floordir[0], "data.mdb");
+	printf("@size %s floor_file %.1f B/object\n", s->o->scale_label,
+	       (double)bench_file_bytes(data, NULL) / (double)s->n);
+}
+
+/* Single durable copy-ups in full, then lazy sync mode. The progress lines
+ * also mark the phases for bench/strace-count.awk. */
+static void copyup_phase(scale_run *s)
+{
+	const char *sc = s->o->scale_label;
+	uint64_t rs = s->o->seed ^ 0xc0;
+	fprintf(stderr, "[%s] copy-ups, sync full\n", sc);
+	copyups(s, "full", &rs);
+	fhmap_close(s->map);
+	map_open(s, FHMAP_SYNC_LAZY, 0);
+	fprintf(stderr, "[%s] copy-ups, sync lazy\n", sc);
+	copyups(s, "lazy", &rs);
+	int rc = fhmap_sync(s->map);
+	if (rc)
+		bench_die("fhmap_sync", rc);
+	fprintf(stderr, "[%s] copy-ups done\n", sc);
+}
+
 static void run_scale(const bench_opts *o)
 {
 	scale_run s = { .o = o, .n = o->scale, .vsize = o->vsize };
 	path_join(s.mapdir, o->dir, "fhmap");
-	char floordir[FHMAP_PATH_MAX], floornamed[FHMAP_PATH_MAX], sqlpath[FHMAP_PATH_MAX];
-	path_join(floordir, o->dir, "floor");
-	path_join(floornamed, o->dir, "floor-named");
-	path_join(sqlpath, o->dir, "sqlite.db");
-	bench_rmtree(s.mapdir);
-	bench_rmtree(floordir);
-	bench_rmtree(floornamed);
-	static const char *const sqlfiles[] = { "", "-wal", "-shm" };
-	for (size_t i = 0; i < 3; i++) {
-		char p[FHMAP_PATH_MAX + 8];
-		snprintf(p, sizeof p, "%s%s", sqlpath, sqlfiles[i]);
-		unlink(p);
-	}
+	path_join(s.floordir[0], o->dir, "floor");
+	path_join(s.floordir[1], o->dir, "floor-named");
+	path_join(s.sqlpath, o->dir, "sqlite.db");
+	scale_clean(&s);
 	s.inos = malloc(s.n * sizeof *s.inos);
 	if (!s.inos || s.n < 2)
 		bench_die("scale: need at least 2 objects, or out of memory", -EINVAL);
-
-	fprintf(stderr, "[%s] binding %zu synthetic objects\n", o->scale_label, s.n);
-	map_open(&s, FHMAP_SYNC_FULL, 1);
-	load_fhmap(&s);
-	report_size(&s);
-	fhmap_close(s.map);
-	size_t forced = s.vsize;
-	s.vsize = 0;
-	table_breakdown(&s);
-	printf("@val %s object_record_bytes %zu B (mean; the floor uses %zu)\n", o->scale_label, s.vsize,
-	       forced ? forced : s.vsize);
-	if (forced)
-		s.vsize = forced;
-	map_open(&s, FHMAP_SYNC_FULL, 0);
-
+	scale_load(&s);
 	bench_floor *fl, *fln;
-	fprintf(stderr, "[%s] building the LMDB floors\n", o->scale_label);
-	int rc = bench_floor_build(&fl, floordir, s.inos, s.n, s.vsize, 0);
-	if (!rc)
-		rc = bench_floor_build(&fln, floornamed, s.inos, s.n, s.vsize, 1);
-	if (rc)
-		bench_die("floor build", rc);
-	char floordata[FHMAP_PATH_MAX];
-	path_join(floordata, floordir, "data.mdb");
-	printf("@size %s floor_file %.1f B/object\n", o->scale_label,
-	       (double)bench_file_bytes(floordata, NULL) / (double)s.n);
+	floors_build(&s, &fl, &fln);
 	bench_sql *sql = NULL;
 	if (o->parts & BENCH_SQLITE) {
 		fprintf(stderr, "[%s] loading SQLite\n", o->scale_label);
@@ -500,20 +541,8 @@ static void run_scale(const bench_opts *o)
 	bench_sql_close(sql);
 	bench_floor_close(fl);
 	bench_floor_close(fln);
-
-	if (o->parts & BENCH_COPYUP) {
-		uint64_t rs = o->seed ^ 0xc0;
-		fprintf(stderr, "[%s] copy-ups, sync full\n", o->scale_label);
-		copyups(&s, "full", &rs);
-		fhmap_close(s.map);
-		map_open(&s, FHMAP_SYNC_LAZY, 0);
-		fprintf(stderr, "[%s] copy-ups, sync lazy\n", o->scale_label);
-		copyups(&s, "lazy", &rs);
-		rc = fhmap_sync(s.map);
-		if (rc)
-			bench_die("fhmap_sync", rc);
-		fprintf(stderr, "[%s] copy-ups done\n", o->scale_label);
-	}
+	if (o->parts & BENCH_COPYUP)
+		copyup_phase(&s);
 	fhmap_close(s.map);
 	free(s.inos);
 }
@@ -545,6 +574,9 @@ static void usage(void)
 	        "                   [--ops N] [--reps N] [--threads N] [--batch N] [--commits N]\n"
 	        "                   [--files N] [--cold N] [--value-size N] [--seed N]\n"
 	        "  --dir      work directory (created; holds the maps, databases, files)\n"
+	        "  --parts    core: encode/decode/lookup vs the LMDB floors (always run with\n"
+	        "             sqlite or copyup); sqlite: the SQLite mapping; copyup: durable\n"
+	        "             single copy-ups; e2e: real files, ext4 and overlayfs (root)\n"
 	        "  --scale    objects in the synthetic layer for core/sqlite/copyup (100000)\n"
 	        "  --ops      operations per thread per repetition (200000)\n"
 	        "  --reps     interleaved repetitions of every read measurement (3)\n"

@@ -1,10 +1,11 @@
 # Turns the "@kind ..." lines of fhmap-bench (collected by run.sh) into
-# docs/benchmarks.md. Variables: png (plot file name), cmd (command run).
+# docs/benchmarks.md. Variable: png (plot file name).
 function rest(from,   s, i) { s = $from; for (i = from + 1; i <= NF; i++) s = s " " $i; return s }
 function addscale(l) { if (!(l in seen)) { seen[l] = 1; order[++nscales] = l } }
 function fmt_ops(v) { return v >= 1e6 ? sprintf("%.2f M", v / 1e6) : v >= 1e3 ? sprintf("%.0f k", v / 1e3) : sprintf("%.0f", v) }
 function fmt_ns(v) { return v >= 1e6 ? sprintf("%.2f ms", v / 1e6) : v >= 1e4 ? sprintf("%.1f µs", v / 1e3) : sprintf("%d ns", v) }
 function verdict(ok) { return ok ? "**met**" : "**missed**" }
+$1 == "@command" { cmd = rest(2); next }
 $1 == "@machine" { machine[$2] = rest(3); mkeys[++nm] = $2; next }
 $1 == "@lat" {
 	if ($2 != "e2e") addscale($2)
@@ -35,6 +36,7 @@ END {
 	printf "- Kernel %s; CPU %s; memory %s\n", machine["kernel"], machine["cpu"], machine["memory"]
 	printf "- Maps, databases and files on %s\n", machine["filesystem"]
 	printf "- %s; fhmap-bench built with CMAKE_BUILD_TYPE=Release\n", machine["libraries"]
+	printf "- libfhmap source: %s\n", machine["source"]
 	printf "- Load average (1, 5, 15 min) before: %s; after: %s\n", machine["load_before"], machine["load_after"]
 	for (i = 1; i <= nscales; i++) {
 		s = order[i]

@@ -2,14 +2,18 @@
 # Runs fhmap-bench at each scale, the end-to-end part once, counts sync
 # syscalls under strace, and writes docs/benchmarks.md with a PNG plot.
 #
-# usage: bench/run.sh [-s "100000 1000000 10000000"] [-b BUILD_DIR] [-w WORK_DIR]
-#                     [-o OUT.md] [-r REPS] [-n OPS] [-f FILES] [-l LARGE]
-#   -s  scales (objects); default "100000 1000000"
+# usage: bench/run.sh [-s SCALES] [-l LARGE] [-b BUILD_DIR] [-w WORK_DIR] [-o OUT.md]
+#                     [-r REPS] [-n OPS] [-f FILES] [-R RAW]
+#   -s  scales (objects), default "100000 1000000"
 #   -l  scales at or above this run storage + decode only (no SQLite, no
 #       copy-ups): they take the most time and disk; default 10000000
 #   -b  build directory (configured and built Release if fhmap-bench is missing)
 #   -w  work directory on the filesystem to measure (default BUILD_DIR/bench-work)
-#   -o  report (default docs/benchmarks.md; the PNG goes beside it)
+#   -o  report (default docs/benchmarks.md; benchmarks.png goes beside it)
+#   -r  interleaved repetitions (3), -n operations per thread and repetition
+#       (200000), -f real files for the walk and end-to-end parts (20000)
+#   -R  measure nothing: render the report again from the raw output of an
+#       earlier run (a report's last block, or a saved copy)
 # Needs root for the end-to-end part (open_by_handle_at, overlayfs, drop_caches);
 # without root that part is reported as skipped.
 set -euo pipefail
@@ -22,7 +26,8 @@ out="$top/docs/benchmarks.md"
 reps=3
 ops=200000
 files=20000
-while getopts "s:l:b:w:o:r:n:f:h" opt; do
+raw=""
+while getopts "s:l:b:w:o:r:n:f:R:h" opt; do
 	case $opt in
 	s) scales=$OPTARG ;;
 	l) large=$OPTARG ;;
@@ -32,89 +37,106 @@ while getopts "s:l:b:w:o:r:n:f:h" opt; do
 	r) reps=$OPTARG ;;
 	n) ops=$OPTARG ;;
 	f) files=$OPTARG ;;
-	*) sed -n '2,15p' "$0"; exit 2 ;;
+	R) raw=$OPTARG ;;
+	*) sed -n '2,18p' "$0"; exit 2 ;;
 	esac
 done
 work=${work:-$build/bench-work}
 bin="$build/bench/fhmap-bench"
-if [ ! -x "$bin" ]; then
-	cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-	cmake --build "$build" -j"$(nproc)" --target fhmap-bench
-fi
-case $(grep -s CMAKE_BUILD_TYPE: "$build/CMakeCache.txt" | cut -d= -f2) in
-Release) ;;
-*) echo "run.sh: $build is not a Release build; results would mislead" >&2; exit 1 ;;
-esac
-
 res=$(mktemp -d)
 cleanup() {
 	# The bench unmounts its overlay itself; this covers a crash.
 	if mountpoint -q "$work/e2e/mnt" 2>/dev/null; then umount "$work/e2e/mnt"; fi
-	rm -rf "$work" "$res"
+	[ -n "$raw" ] || rm -rf "$work"
+	rm -rf "$res"
 }
 trap cleanup EXIT
-mkdir -p "$work"
 
 label() {
 	awk -v n="$1" 'BEGIN { if (n % 1000000 == 0) printf "%dM", n / 1000000;
 	                       else if (n % 1000 == 0) printf "%dk", n / 1000; else printf "%d", n }'
 }
 
-{
+# Other busy processes during the run say how noisy it was.
+busy() { ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 20 && $2 != "fhmap-bench" { printf "%s(%s%%) ", $2, $1 }'; }
+
+machine() {
+	local dirty=""
+	git -C "$top" status --porcelain lib include | grep -q . && dirty=", lib/ or include/ with uncommitted changes"
+	echo "@command bench/run.sh -s \"$scales\" -r $reps -n $ops -f $files"
 	echo "@machine kernel $(uname -r)"
 	echo "@machine cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
 	echo "@machine memory $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "@machine filesystem $(df -T "$work" | awk 'NR == 2 { print $2 " on " $1 }')"
-	echo "@machine libraries LMDB $(dpkg-query -W -f '${Version}' liblmdb0 2>/dev/null || echo ?), SQLite $(dpkg-query -W -f '${Version}' libsqlite3-0 2>/dev/null || echo ?), $(cc --version | head -1)"
+	echo "@machine libraries LMDB $(dpkg-query -W -f '${Version}' liblmdb0 2>/dev/null || echo ?)," \
+		"SQLite $(dpkg-query -W -f '${Version}' libsqlite3-0 2>/dev/null || echo ?), $(cc --version | head -1)"
+	echo "@machine source commit $(git -C "$top" rev-parse --short HEAD)$dirty"
 	echo "@machine load_before $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "@machine date $(date -u '+%Y-%m-%d %H:%M UTC')"
-} >"$res/all.txt"
+}
 
-# Other busy processes during the run say how noisy it was.
-busy() { ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 20 && $2 != "fhmap-bench" { printf "%s(%s%%) ", $2, $1 }'; }
-
-for s in $scales; do
-	l=$(label "$s")
-	parts=core,sqlite,copyup
-	[ "$s" -ge "$large" ] && parts=core
-	echo "== scale $l ($parts)" >&2
-	start=$(date +%s)
-	"$bin" --dir "$work" --scale "$s" --label "$l" --parts "$parts" --reps "$reps" --ops "$ops" \
-		>"$res/scale-$l.txt"
-	cat "$res/scale-$l.txt" >>"$res/all.txt"
-	echo "@machine busy_during_$l $(busy)" >>"$res/all.txt"
-	echo "@seconds $l $(($(date +%s) - start)) $parts" >>"$res/all.txt"
-	rm -rf "${work:?}"/*
-done
-
-echo "== end to end ($files files)" >&2
-"$bin" --dir "$work" --parts e2e --files "$files" --reps "$reps" --ops "$ops" >"$res/e2e.txt"
-cat "$res/e2e.txt" >>"$res/all.txt"
+scale_runs() {
+	local s l parts start
+	for s in $scales; do
+		l=$(label "$s")
+		parts=core,sqlite,copyup
+		[ "$s" -ge "$large" ] && parts=core
+		echo "== scale $l ($parts)" >&2
+		start=$(date +%s)
+		"$bin" --dir "$work" --scale "$s" --label "$l" --parts "$parts" --reps "$reps" --ops "$ops"
+		echo "@machine busy_during_$l $(busy)"
+		echo "@seconds $l $(($(date +%s) - start)) $parts"
+		rm -rf "${work:?}"/*
+	done
+}
 
 # Sync syscalls per durable commit: strace a small copy-up run. The bench's
-# progress lines (write to fd 2) mark where each sync mode starts and ends;
+# progress lines (writes to fd 2) mark where each sync mode starts and ends;
 # LMDB writes its meta page through an O_DSYNC descriptor, counted as well.
-if command -v strace >/dev/null; then
+strace_commits() {
+	command -v strace >/dev/null || return 0
 	echo "== strace of copy-up commits" >&2
 	strace -f -qq -o "$res/strace.txt" -e trace=openat,fsync,fdatasync,msync,sync_file_range,pwrite64,write \
 		"$bin" --dir "$work" --scale 5000 --label strace --parts copyup --reps 1 --ops 1000 --commits 50 \
 		>/dev/null 2>"$res/strace-stderr.txt"
-	awk -f "$top/bench/strace-count.awk" -v commits=100 "$res/strace.txt" >>"$res/all.txt"
+	awk -f "$top/bench/strace-count.awk" -v commits=100 "$res/strace.txt"
 	rm -rf "${work:?}"/*
-fi
-echo "@machine load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$res/all.txt"
+}
 
+measure() {
+	if [ ! -x "$bin" ]; then
+		cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+		cmake --build "$build" -j"$(nproc)" --target fhmap-bench
+	fi
+	if [ "$(grep -s CMAKE_BUILD_TYPE: "$build/CMakeCache.txt" | cut -d= -f2)" != Release ]; then
+		echo "run.sh: $build is not a Release build; results would mislead" >&2
+		exit 1
+	fi
+	mkdir -p "$work"
+	machine
+	scale_runs
+	echo "== end to end ($files files)" >&2
+	"$bin" --dir "$work" --parts e2e --files "$files" --reps "$reps" --ops "$ops"
+	strace_commits
+	echo "@machine load_after $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+if [ -n "$raw" ]; then
+	grep '^@' "$raw" >"$res/all.txt"
+else
+	measure >"$res/all.txt"
+fi
 mkdir -p "$(dirname "$out")"
 png="$(dirname "$out")/benchmarks.png"
 awk -f "$top/bench/plot-data.awk" "$res/all.txt" >"$res/plot.dat"
 gnuplot -e "datafile='$res/plot.dat'; outfile='$png'" "$top/bench/plot.gp"
-awk -f "$top/bench/report.awk" -v png="$(basename "$png")" -v cmd="bench/run.sh -s \"$scales\" -r $reps -n $ops -f $files" \
-	"$res/all.txt" >"$out"
 {
+	awk -f "$top/bench/report.awk" -v png="$(basename "$png")" "$res/all.txt"
 	echo
 	cat "$top/bench/analysis.md"
 	printf '\n## Raw output of this run\n\n```\n'
 	cat "$res/all.txt"
 	printf '```\n'
-} >>"$out"
+} >"$out.tmp"
+mv "$out.tmp" "$out"
 echo "wrote $out and $png" >&2

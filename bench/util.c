@@ -85,7 +85,7 @@ uint64_t bench_io_written(void)
 	char line[128];
 	uint64_t v = 0;
 	while (fgets(line, sizeof line, f))
-		if (sscanf(line, "write_bytes: %" SCNu64, &v) == 1)
+		if (sscanf(line, "wchar: %" SCNu64, &v) == 1)
 			break;
 	fclose(f);
 	return v;
