@@ -204,8 +204,6 @@ static void table_breakdown(scale_run *s)
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	mdb_env_close(env);
-	if (!s->vsize)
-		bench_die("no object table found in the map", -EIO);
 }
 
 static void report_size(scale_run *s)
@@ -477,6 +475,8 @@ static void scale_load(scale_run *s)
 	size_t forced = s->vsize;
 	s->vsize = 0;
 	table_breakdown(s);
+	if (!s->vsize && !forced)
+		bench_die("no table of 8-byte keys in the map: give --value-size", -EIO);
 	printf("@val %s object_record_bytes %zu B (mean; the floor uses %zu)\n", sc, s->vsize,
 	       forced ? forced : s->vsize);
 	if (forced)
