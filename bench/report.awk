@@ -41,7 +41,7 @@ END {
 	printf "%s\n", cmd == "" ? "bench/run.sh" : cmd
 	print "```"
 	print ""
-	print "One scale by hand: `build-bench/bench/fhmap-bench --dir /var/tmp/fhb --scale 1000000` (`--help` lists"
+	print "One scale by hand: `build-bench/bench/fhmap-bench --dir /abs/dir/on/the/fs --scale 1000000` (`--help` lists"
 	print "the options). `bench/run.sh -R docs/benchmarks.md` renders this report again from its raw block."
 	print ""
 	print "## Machine"
@@ -93,11 +93,11 @@ END {
 		h = hc[j]
 		k = "e2e" SUBSEP "fhmap_over_ext4_" h SUBSEP 1
 		if (k in ratio)
-			printf "| resolve ≤ 1.3× raw ext4 open_by_handle_at, %s | files | 1 | %.2f× (%.2f–%.2f) | %s |\n", h,
+			printf "| resolve ≤ 1.3× raw ext4 open_by_handle_at, %s | %s files | 1 | %.2f× (%.2f–%.2f) | %s |\n", h, val["e2e", "files"],
 			       ratio[k], rlo[k], rhi[k], verdict(ratio[k] <= 1.3)
 		k = "e2e" SUBSEP "fhmap_over_overlayfs_" h SUBSEP 1
 		if (k in ratio)
-			printf "| resolve faster than overlayfs, %s | files | 1 | %.2f× overlayfs time (%.2f–%.2f) | %s |\n", h,
+			printf "| resolve faster than overlayfs, %s | %s files | 1 | %.2f× overlayfs time (%.2f–%.2f) | %s |\n", h, val["e2e", "files"],
 			       ratio[k], rlo[k], rhi[k], verdict(ratio[k] < 1)
 	}
 	for (i = 1; i <= nscales; i++) {
