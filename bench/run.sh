@@ -5,8 +5,8 @@
 # usage: bench/run.sh [-s SCALES] [-l LARGE] [-b BUILD_DIR] [-w WORK_DIR] [-o OUT.md]
 #                     [-r REPS] [-n OPS] [-f FILES] [-R RAW]
 #   -s  scales (objects), default "100000 1000000"
-#   -l  scales at or above this run storage + decode only (no SQLite, no
-#       copy-ups): they take the most time and disk; default 10000000
+#   -l  scales at or above this leave SQLite out (its load takes the most
+#       time and disk there); default 10000000
 #   -b  build directory (configured and built Release if fhmap-bench is missing)
 #   -w  work directory on the filesystem to measure (default BUILD_DIR/bench-work)
 #   -o  report (default docs/benchmarks.md; benchmarks.png goes beside it)
@@ -80,7 +80,7 @@ scale_runs() {
 	for s in $scales; do
 		l=$(label "$s")
 		parts=core,sqlite,copyup
-		[ "$s" -ge "$large" ] && parts=core
+		[ "$s" -ge "$large" ] && parts=core,copyup
 		echo "== scale $l ($parts)" >&2
 		start=$(date +%s)
 		"$bin" --dir "$work" --scale "$s" --label "$l" --parts "$parts" --reps "$reps" --ops "$ops"
