@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "fhmap_int.h"
@@ -183,6 +184,23 @@ void fhmap__read_end(fhmap *m, fhmap__rtxn *r)
 	pthread_rwlock_unlock(&m->resize_lock);
 }
 
+/* Commits, telling a full disk from an I/O error: LMDB reports a short
+ * write as EIO, and a short write is what a filesystem that just filled up
+ * gives. */
+static int commit(fhmap *m, MDB_txn *txn)
+{
+	int rc = fhmap__err(mdb_txn_commit(txn));
+	struct statvfs sv;
+	mdb_filehandle_t fd;
+
+	if (rc == -EIO && mdb_env_get_fd(m->env, &fd) == 0 && fstatvfs(fd, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < (1u << 20)) {
+		fhmap__log(m, FHMAP_LOG_ERROR, "commit failed: the map's filesystem is full");
+		rc = -ENOSPC;
+	}
+	return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Write transactions and batches */
 
@@ -242,7 +260,7 @@ int fhmap__write(fhmap *m, fhmap__write_fn fn, void *arg)
 		seen = map_size_now(m);
 		rc = fn(&w, arg);
 		if (rc == 0)
-			rc = fhmap__err(mdb_txn_commit(w.txn));
+			rc = commit(m, w.txn);
 		else
 			mdb_txn_abort(w.txn);
 		pthread_rwlock_unlock(&m->resize_lock);
@@ -297,7 +315,7 @@ int fhmap_batch_commit(fhmap *m)
 	if (!tl_batch.txn)
 		return -EAGAIN;
 	seen = map_size_now(m);
-	rc = fhmap__err(mdb_txn_commit(tl_batch.txn));
+	rc = commit(m, tl_batch.txn);
 	tl_batch.txn = NULL;
 	pthread_rwlock_unlock(&m->resize_lock);
 	if (rc == FHMAP__EMAPFULL)
@@ -679,7 +697,7 @@ static int open_dbs(fhmap *m, int create)
 		goto out;
 	if ((rc = load_identity(m, w.txn)) != 0)
 		goto out;
-	rc = fhmap__err(mdb_txn_commit(w.txn));
+	rc = commit(m, w.txn);
 	w.txn = NULL;
 	if (rc == 0 && fresh)
 		fhmap__log(m, FHMAP_LOG_INFO, "created a new map");
