@@ -598,10 +598,10 @@ static int check_options(fhmap_open_options *o, const fhmap_open_options *given)
 		return -EINVAL;
 	if (o->sync != FHMAP_SYNC_FULL && o->sync != FHMAP_SYNC_LAZY)
 		return -EINVAL;
-	if (!o->map_size)
-		o->map_size = DEFAULT_MAP_SIZE;
 	if (!o->max_map_size)
 		o->max_map_size = DEFAULT_MAX_MAP_SIZE;
+	if (!o->map_size)
+		o->map_size = DEFAULT_MAP_SIZE < o->max_map_size ? DEFAULT_MAP_SIZE : o->max_map_size;
 	if (o->map_size > o->max_map_size)
 		return -EINVAL;
 	return 0;

@@ -136,7 +136,8 @@ typedef struct fhmap_open_options {
 	unsigned int flags;      /**< FHMAP_OPEN_CREATE, FHMAP_OPEN_RDONLY */
 	fhmap_sync_mode sync;    /**< durability; default ::FHMAP_SYNC_FULL */
 	uint64_t map_size;       /**< initial LMDB map size in bytes; default
-	                              64 MiB. The map grows by itself. */
+	                              64 MiB (or max_map_size if smaller). The
+	                              map grows by itself. */
 	uint64_t max_map_size;   /**< growth limit; 0 = 1 TiB. When reached,
 	                              updates fail with -ENOSPC. */
 	unsigned int max_readers;/**< LMDB reader slots shared by all processes;
@@ -157,7 +158,9 @@ typedef struct fhmap_open_options {
  * resolve to an object of the new one. Copy-up intents left by a crash are
  * reported through the log callback; list them with fhmap_copyup_pending().
  * A map may be open once per process (an LMDB rule): share the ::fhmap
- * among threads; other processes may open it at the same time.
+ * among threads; other processes may open it at the same time. Even a
+ * read-only open needs to write the map's lock.mdb (LMDB's reader table),
+ * except on a read-only filesystem.
  *
  * @param out Receives the map.
  * @param path Directory of the map (created with FHMAP_OPEN_CREATE).

@@ -63,13 +63,13 @@ END_TEST
 
 START_TEST(commit_validates)
 {
-	fhmap_realfh up, wrong;
+	fhmap_realfh up = fx_fake_fh(fx.upper_id, 1), wrong;
 	uint64_t c;
 
 	hardlinked_pair();
 	fx_make("lower/c", "c");
 	c = fx_bind("c", fx.root, "c");
-	ck_assert_int_eq(fhmap_copyup_commit(fx.map, a, &up), -EINVAL); /* no intent: up unset too */
+	ck_assert_int_eq(fhmap_copyup_commit(fx.map, a, &up), -EINVAL); /* no intent */
 	ck_assert_int_eq(fhmap_copyup_begin(fx.map, a, fx.lower_id), -ENXIO);
 	ck_assert_int_eq(fhmap_copyup_begin(fx.map, a, 99), -ENXIO);
 	ck_assert_int_eq(fhmap_copyup_begin(fx.map, 999, fx.upper_id), -ENOENT);
