@@ -36,6 +36,7 @@ struct fhmap {
 	uint64_t key[2];          /* SipHash key: the map's MAC secret */
 	uint32_t tag;             /* map tag carried by handles */
 	pthread_rwlock_t resize_lock; /* shared by transactions, exclusive for mapsize changes */
+	atomic_int resizing;      /* a mapsize change waits for the read slots */
 	fhmap__rslot *slots;
 	unsigned int nslots;
 	pthread_mutex_t fd_lock;  /* guards the layer root fd cache */
@@ -59,7 +60,7 @@ typedef struct fhmap__rtxn {
 	MDB_txn *txn;
 	fhmap__rslot *slot; /* NULL for a batch's or a temporary transaction */
 	int temp;           /* txn was begun for this read only */
-	int locked;         /* holds resize_lock shared */
+	int locked;         /* 1: holds resize_lock shared, 2: holds only its slot */
 } fhmap__rtxn;
 
 int fhmap__read_begin(fhmap *m, fhmap__rtxn *r);

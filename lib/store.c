@@ -1,6 +1,7 @@
 /* The LMDB store: environment, transactions, map growth, batches, and the
  * schema of object records and index keys. */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,13 +77,34 @@ static uint64_t map_size_now(fhmap *m)
 	return info.me_mapsize;
 }
 
+/* Takes the map for a size change: no transaction of this process may be
+ * live. Writers and readers without a slot hold resize_lock shared; readers
+ * on the fast path hold only their slot, so wait for every slot too. A
+ * reader marks its slot busy before it reads @resizing, the resizer sets
+ * @resizing before it reads the slots (both sequentially consistent), so
+ * at least one of them sees the other. */
+static void resize_exclusive(fhmap *m)
+{
+	pthread_rwlock_wrlock(&m->resize_lock);
+	atomic_store(&m->resizing, 1);
+	for (unsigned int i = 0; i < m->nslots; i++)
+		while (atomic_load(&m->slots[i].busy))
+			sched_yield();
+}
+
+static void resize_done(fhmap *m)
+{
+	atomic_store(&m->resizing, 0);
+	pthread_rwlock_unlock(&m->resize_lock);
+}
+
 /* Doubles the map unless another thread already grew it past @seen. */
 static int grow(fhmap *m, uint64_t seen)
 {
 	uint64_t cur, next;
 	int rc = 0;
 
-	pthread_rwlock_wrlock(&m->resize_lock);
+	resize_exclusive(m);
 	cur = map_size_now(m);
 	if (cur <= seen) {
 		if (cur >= m->max_map_size) {
@@ -92,7 +114,7 @@ static int grow(fhmap *m, uint64_t seen)
 			rc = fhmap__err(mdb_env_set_mapsize(m->env, next));
 		}
 	}
-	pthread_rwlock_unlock(&m->resize_lock);
+	resize_done(m);
 	if (rc == 0 && cur <= seen)
 		fhmap__log(m, FHMAP_LOG_INFO, "map grown from %llu to %llu bytes", (unsigned long long)cur,
 		           (unsigned long long)map_size_now(m));
@@ -104,9 +126,9 @@ static int grow(fhmap *m, uint64_t seen)
 /* Another process grew the map: adopt its size (no transaction may be live). */
 static void adopt_resize(fhmap *m)
 {
-	pthread_rwlock_wrlock(&m->resize_lock);
+	resize_exclusive(m);
 	mdb_env_set_mapsize(m->env, 0);
-	pthread_rwlock_unlock(&m->resize_lock);
+	resize_done(m);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -115,11 +137,10 @@ static void adopt_resize(fhmap *m)
 static fhmap__rslot *slot_acquire(fhmap *m)
 {
 	for (unsigned int i = 0; i < m->nslots; i++) {
-		unsigned int idx = (tl_slot_hint + i) % m->nslots;
+		unsigned int idx = tl_slot_hint + i < m->nslots ? tl_slot_hint + i : tl_slot_hint + i - m->nslots;
 		fhmap__rslot *s = &m->slots[idx];
 
-		if (!atomic_load_explicit(&s->busy, memory_order_relaxed) &&
-		    !atomic_exchange_explicit(&s->busy, 1, memory_order_acquire)) {
+		if (!atomic_load_explicit(&s->busy, memory_order_relaxed) && !atomic_exchange(&s->busy, 1)) {
 			tl_slot_hint = idx;
 			return s;
 		}
@@ -144,8 +165,21 @@ int fhmap__read_begin(fhmap *m, fhmap__rtxn *r)
 		return 0;
 	}
 	for (;;) {
-		pthread_rwlock_rdlock(&m->resize_lock);
+		int shared = 0;
+
+		/* Fast path: a free slot and no size change under way; touches
+		 * no cache line shared with other readers. */
 		r->slot = slot_acquire(m);
+		if (r->slot && atomic_load(&m->resizing)) {
+			slot_release(r->slot);
+			r->slot = NULL;
+		}
+		if (!r->slot) {
+			/* Wait out a size change; retry the slots under the lock. */
+			pthread_rwlock_rdlock(&m->resize_lock);
+			shared = 1;
+			r->slot = slot_acquire(m);
+		}
 		if (!r->slot) {
 			/* More concurrent readers than slots: a one-off transaction. */
 			rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &r->txn);
@@ -158,12 +192,13 @@ int fhmap__read_begin(fhmap *m, fhmap__rtxn *r)
 			r->txn = r->slot->txn;
 		}
 		if (rc == 0) {
-			r->locked = 1;
+			r->locked = shared ? 1 : 2;
 			return 0;
 		}
 		if (r->slot)
 			slot_release(r->slot);
-		pthread_rwlock_unlock(&m->resize_lock);
+		if (shared)
+			pthread_rwlock_unlock(&m->resize_lock);
 		if (rc != MDB_MAP_RESIZED)
 			return fhmap__err(rc);
 		adopt_resize(m);
@@ -180,8 +215,9 @@ void fhmap__read_end(fhmap *m, fhmap__rtxn *r)
 		mdb_txn_reset(r->txn);
 		slot_release(r->slot);
 	}
+	if (r->locked == 1)
+		pthread_rwlock_unlock(&m->resize_lock);
 	r->locked = 0;
-	pthread_rwlock_unlock(&m->resize_lock);
 }
 
 /* Commits, telling a full disk from an I/O error: LMDB reports a short
