@@ -175,9 +175,7 @@ int fhmap_copyup_pending(fhmap_copyup_intent *out, size_t cap, size_t *count, fh
 				break;
 			}
 			if (n < cap) {
-				out[n].ino = 0;
-				for (int i = 0; i < 8; i++)
-					out[n].ino = out[n].ino << 8 | kp[i];
+				out[n].ino = fhmap__get_be64(kp);
 				out[n].upper_layer = fhmap__get_le32(vp);
 				out[n].pid = fhmap__get_le32(vp + 4);
 				out[n].started = fhmap__get_le64(vp + 8);

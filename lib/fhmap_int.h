@@ -99,11 +99,11 @@ typedef struct fhmap__rec {
 	size_t name_len;
 } fhmap__rec;
 
-#define FHMAP__REC_MAX (17 + 2 * (7 + FHMAP_REALFH_MAX) + FHMAP_NAME_MAX)
+#define FHMAP__REC_MAX (17 + 2 * (7 + FHMAP_REALFH_MAX) + FHMAP_NAME_MAX + 4)
 #define FHMAP__IKEY_MAX (6 + FHMAP_REALFH_MAX)
 
-int fhmap__rec_parse(fhmap__rec *rec, const MDB_val *val);
-size_t fhmap__rec_pack(unsigned char *buf, const fhmap__rec *rec);
+int fhmap__rec_parse(fhmap__rec *rec, uint64_t ino, const MDB_val *val);
+size_t fhmap__rec_pack(unsigned char *buf, uint64_t ino, const fhmap__rec *rec);
 void fhmap__rec_export(fhmap_object *out, uint64_t ino, const fhmap__rec *rec);
 void fhmap__rfh_view(fhmap__rfh *v, const fhmap_realfh *fh);
 void fhmap__rfh_copy(fhmap_realfh *out, const fhmap__rfh *v);
@@ -124,6 +124,14 @@ static inline void fhmap__be64(unsigned char *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--, v >>= 8)
 		p[i] = (unsigned char)v;
+}
+
+static inline uint64_t fhmap__get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
 }
 
 static inline uint64_t fhmap__get_le64(const unsigned char *p)

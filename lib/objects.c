@@ -578,15 +578,11 @@ int fhmap_iter_next(fhmap_object *out, fhmap_iter *it)
 		if (rc == 0 && k.mv_size != 8)
 			rc = -EUCLEAN;
 		if (rc == 0) {
-			const unsigned char *kp = k.mv_data;
-
-			ino = 0;
-			for (int i = 0; i < 8; i++)
-				ino = ino << 8 | kp[i];
+			ino = fhmap__get_be64(k.mv_data);
 			/* Skip past a damaged record so that a walk can go on. */
 			it->next = ino + 1;
 			it->done = ino == UINT64_MAX;
-			if ((rc = fhmap__rec_parse(&rec, &v)) == 0)
+			if ((rc = fhmap__rec_parse(&rec, ino, &v)) == 0)
 				fhmap__rec_export(out, ino, &rec);
 			else
 				out->ino = ino;
@@ -614,7 +610,7 @@ static int count_states(MDB_txn *txn, fhmap *m, fhmap_map_stats *s)
 	if (rc)
 		return rc;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (fhmap__rec_parse(&rec, &v) != 0) {
+		if (k.mv_size != 8 || fhmap__rec_parse(&rec, fhmap__get_be64(k.mv_data), &v) != 0) {
 			rc = -EUCLEAN;
 			break;
 		}

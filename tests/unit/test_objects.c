@@ -288,6 +288,68 @@ START_TEST(damaged_index_entries_walkable)
 }
 END_TEST
 
+/* Rewrites the record of @ino (under @new_ino) with byte @at XORed by
+ * @mask, with LMDB directly; returns the record's size. */
+static size_t damage_record(uint64_t ino, uint64_t new_ino, size_t at, unsigned char mask)
+{
+	unsigned char key[8], nkey[8], buf[1024];
+	MDB_val k = { 8, key }, nk = { 8, nkey }, v;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	size_t n;
+
+	for (int i = 0; i < 8; i++) {
+		key[i] = (unsigned char)(ino >> (56 - 8 * i));
+		nkey[i] = (unsigned char)(new_ino >> (56 - 8 * i));
+	}
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	ck_assert_int_eq(mdb_env_open(env, fx.db, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, "objects", 0, &dbi), 0);
+	ck_assert_int_eq(mdb_get(txn, dbi, &k, &v), 0);
+	n = v.mv_size;
+	ck_assert_uint_le(n, sizeof(buf));
+	memcpy(buf, v.mv_data, n);
+	buf[at % n] ^= mask;
+	v.mv_data = buf;
+	ck_assert_int_eq(mdb_put(txn, dbi, &nk, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	return n;
+}
+
+/* Every damaged byte of an object record, and a record under the wrong
+ * object number, is refused (-EUCLEAN) instead of answered. */
+START_TEST(damaged_records_refused)
+{
+	unsigned char fh[FHMAP_FH_MAX];
+	fhmap_decoded d;
+	fhmap_object obj;
+	size_t len = sizeof(fh), n;
+	uint64_t f;
+
+	fx_make("lower/file-with-a-name", "x");
+	f = fx_bind("file-with-a-name", fx.root, "file-with-a-name");
+	CK_OK(fhmap_encode(fh, &len, fx.map, f, 0, 0));
+	fhmap_close(fx.map);
+	n = damage_record(f, f, 0, 0); /* size only */
+	for (size_t at = 0; at < n; at++) {
+		damage_record(f, f, at, 0x10);
+		fx.map = fx_open(0);
+		ck_assert_msg(fhmap_get(&obj, fx.map, f) == -EUCLEAN, "byte %zu", at);
+		ck_assert_int_eq(fhmap_decode(&d, fx.map, fh, len, 0), -EUCLEAN);
+		fhmap_close(fx.map);
+		damage_record(f, f, at, 0x10); /* restore */
+	}
+	damage_record(f, f + 1, 0, 0); /* the same record under another number */
+	fx.map = fx_open(0);
+	CK_OK(fhmap_decode(&d, fx.map, fh, len, 0));
+	ck_assert_int_eq(fhmap_get(&obj, fx.map, f + 1), -EUCLEAN);
+}
+END_TEST
+
 START_TEST(iterate_and_count)
 {
 	fhmap_map_stats st;
@@ -350,6 +412,7 @@ int main(void)
 	tcase_add_test(tc, create_upper_objects);
 	tcase_add_test(tc, update_and_index_repair);
 	tcase_add_test(tc, damaged_index_entries_walkable);
+	tcase_add_test(tc, damaged_records_refused);
 	tcase_add_test(tc, iterate_and_count);
 	return fx_run(s);
 }
