@@ -97,9 +97,15 @@ typedef struct fhmap__rec {
 	fhmap__rfh origin, upper;
 	const char *name;
 	size_t name_len;
+	/* Where the origin is on its lower layer, once a rename moved the name
+	 * hint away from it: the hint as it was when the object was bound. */
+	int has_ohint;
+	uint64_t ohint_parent;
+	const char *ohint_name;
+	size_t ohint_len;
 } fhmap__rec;
 
-#define FHMAP__REC_MAX (17 + 2 * (7 + FHMAP_REALFH_MAX) + FHMAP_NAME_MAX + 4)
+#define FHMAP__REC_MAX (17 + 2 * (7 + FHMAP_REALFH_MAX) + 9 + 2 * FHMAP_NAME_MAX + 4)
 #define FHMAP__IKEY_MAX (6 + FHMAP_REALFH_MAX)
 
 int fhmap__rec_parse(fhmap__rec *rec, uint64_t ino, const MDB_val *val);

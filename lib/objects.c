@@ -203,8 +203,9 @@ int fhmap_get(fhmap_object *out, fhmap *m, uint64_t ino)
 }
 
 /* Writes the path of @ino backwards into the end of @out, then moves it to
- * the front. */
-static int build_path(char *out, size_t size, MDB_txn *txn, fhmap *m, uint64_t ino)
+ * the front. With @origin, follows origin hints where a rename left one:
+ * the path on the lower layer, which never changes. */
+static int build_path(char *out, size_t size, MDB_txn *txn, fhmap *m, uint64_t ino, int origin)
 {
 	size_t pos = size - 1;
 	fhmap__rec rec;
@@ -216,8 +217,13 @@ static int build_path(char *out, size_t size, MDB_txn *txn, fhmap *m, uint64_t i
 			return -ELOOP;
 		if ((rc = fhmap__obj_load(txn, m, ino, &rec, NULL)) != 0)
 			return rc;
-		if (rec.state == FHMAP_STATE_UNLINKED)
+		if (rec.state == FHMAP_STATE_UNLINKED && !origin)
 			return -ESTALE;
+		if (origin && rec.has_ohint) {
+			rec.parent = rec.ohint_parent;
+			rec.name = rec.ohint_name;
+			rec.name_len = rec.ohint_len;
+		}
 		if (rec.parent == 0)
 			return -ENOENT; /* a second root: disconnected */
 		if (rec.name_len + 1 > pos)
@@ -238,7 +244,7 @@ static int build_path(char *out, size_t size, MDB_txn *txn, fhmap *m, uint64_t i
 	return 0;
 }
 
-int fhmap_path(char *out, size_t size, fhmap *m, uint64_t ino)
+static int path_common(char *out, size_t size, fhmap *m, uint64_t ino, int origin)
 {
 	fhmap__rtxn r;
 	int rc;
@@ -247,9 +253,19 @@ int fhmap_path(char *out, size_t size, fhmap *m, uint64_t ino)
 		return -EINVAL;
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	rc = build_path(out, size, r.txn, m, ino);
+	rc = build_path(out, size, r.txn, m, ino, origin);
 	fhmap__read_end(m, &r);
 	return rc;
+}
+
+int fhmap_path(char *out, size_t size, fhmap *m, uint64_t ino)
+{
+	return path_common(out, size, m, ino, 0);
+}
+
+int fhmap_origin_path(char *out, size_t size, fhmap *m, uint64_t ino)
+{
+	return path_common(out, size, m, ino, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -290,6 +306,13 @@ static int do_rename(fhmap__wtxn *w, void *arg)
 	if ((rc = parent_check(w->txn, w->m, a->parent)) != 0 ||
 	    (rc = cycle_check(w->txn, w->m, a->ino, a->parent)) != 0)
 		return rc;
+	if (rec.has_origin && !rec.has_ohint) {
+		/* The hint leaves the origin's place: remember that place. */
+		rec.has_ohint = 1;
+		rec.ohint_parent = rec.parent;
+		rec.ohint_name = rec.name;
+		rec.ohint_len = rec.name_len;
+	}
 	rec.parent = a->parent;
 	rec.name = a->name;
 	rec.name_len = strlen(a->name);

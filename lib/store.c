@@ -408,12 +408,14 @@ int fhmap__del(fhmap__wtxn *w, int db, const void *key, size_t klen)
  *   0 u8 record version (1)   1 u8 state   2 u8 type (S_IFMT >> 12)
  *   3 u8 flags (1 origin, 2 upper)   4 u32 generation   8 u64 parent
  *  16 u8 name length, then [origin], [upper], name; each real handle is
- *     u16 layer, i32 handle type, u8 length, bytes; last, u32 checksum of
- *     the object number and everything before it. */
+ *     u16 layer, i32 handle type, u8 length, bytes; [origin hint: u64
+ *     parent, u8 length, name]; last, u32 checksum of the object number
+ *     and everything before it. */
 
 #define REC_VERSION 1
 #define REC_HAS_ORIGIN 1u
 #define REC_HAS_UPPER 2u
+#define REC_HAS_OHINT 4u
 #define REC_SUM 4
 
 /* Checksum of a record and its object number, stored in its last 4 bytes,
@@ -475,6 +477,11 @@ static int state_valid(const fhmap__rec *r)
 	}
 }
 
+static int name_valid(const char *name, size_t len)
+{
+	return !memchr(name, '/', len) && !memchr(name, '\0', len);
+}
+
 int fhmap__rec_parse(fhmap__rec *r, uint64_t ino, const MDB_val *val)
 {
 	const unsigned char *p = val->mv_data;
@@ -482,12 +489,13 @@ int fhmap__rec_parse(fhmap__rec *r, uint64_t ino, const MDB_val *val)
 
 	if (val->mv_size < 17 + REC_SUM || fhmap__get_le32(p + n) != rec_sum(ino, p, n))
 		return -EUCLEAN;
-	if (p[0] != REC_VERSION || (p[3] & ~(REC_HAS_ORIGIN | REC_HAS_UPPER)))
+	if (p[0] != REC_VERSION || (p[3] & ~(REC_HAS_ORIGIN | REC_HAS_UPPER | REC_HAS_OHINT)))
 		return -EUCLEAN;
 	r->state = p[1];
 	r->type = (uint32_t)p[2] << 12;
 	r->has_origin = !!(p[3] & REC_HAS_ORIGIN);
 	r->has_upper = !!(p[3] & REC_HAS_UPPER);
+	r->has_ohint = !!(p[3] & REC_HAS_OHINT);
 	r->gen = fhmap__get_le32(p + 4);
 	r->parent = fhmap__get_le64(p + 8);
 	r->name_len = p[16];
@@ -497,12 +505,20 @@ int fhmap__rec_parse(fhmap__rec *r, uint64_t ino, const MDB_val *val)
 		return -EUCLEAN;
 	if (r->has_upper && rfh_parse(&r->upper, p, n, &off))
 		return -EUCLEAN;
+	if (r->has_ohint) {
+		if (!r->has_origin || off + 9 > n)
+			return -EUCLEAN;
+		r->ohint_parent = fhmap__get_le64(p + off);
+		r->ohint_len = p[off + 8];
+		r->ohint_name = (const char *)p + off + 9;
+		off += 9 + r->ohint_len;
+		if (off > n || !name_valid(r->ohint_name, r->ohint_len))
+			return -EUCLEAN;
+	}
 	if (off + r->name_len != n)
 		return -EUCLEAN;
 	r->name = (const char *)p + off;
-	if (memchr(r->name, '/', r->name_len) || memchr(r->name, '\0', r->name_len))
-		return -EUCLEAN;
-	return 0;
+	return name_valid(r->name, r->name_len) ? 0 : -EUCLEAN;
 }
 
 size_t fhmap__rec_pack(unsigned char *p, uint64_t ino, const fhmap__rec *r)
@@ -512,7 +528,8 @@ size_t fhmap__rec_pack(unsigned char *p, uint64_t ino, const fhmap__rec *r)
 	p[0] = REC_VERSION;
 	p[1] = r->state;
 	p[2] = (unsigned char)(r->type >> 12);
-	p[3] = (unsigned char)((r->has_origin ? REC_HAS_ORIGIN : 0) | (r->has_upper ? REC_HAS_UPPER : 0));
+	p[3] = (unsigned char)((r->has_origin ? REC_HAS_ORIGIN : 0) | (r->has_upper ? REC_HAS_UPPER : 0) |
+	                       (r->has_ohint ? REC_HAS_OHINT : 0));
 	fhmap__put_le32(p + 4, r->gen);
 	fhmap__put_le64(p + 8, r->parent);
 	p[16] = (unsigned char)r->name_len;
@@ -520,6 +537,12 @@ size_t fhmap__rec_pack(unsigned char *p, uint64_t ino, const fhmap__rec *r)
 		off += rfh_pack(p + off, &r->origin);
 	if (r->has_upper)
 		off += rfh_pack(p + off, &r->upper);
+	if (r->has_ohint) {
+		fhmap__put_le64(p + off, r->ohint_parent);
+		p[off + 8] = (unsigned char)r->ohint_len;
+		memcpy(p + off + 9, r->ohint_name, r->ohint_len);
+		off += 9 + r->ohint_len;
+	}
 	memcpy(p + off, r->name, r->name_len);
 	off += r->name_len;
 	fhmap__put_le32(p + off, rec_sum(ino, p, off));

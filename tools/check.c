@@ -180,12 +180,13 @@ int check_fresh_handle(fhmap_realfh *out, fhmap *map, uint32_t layer, const char
 	return fhmap_realfh_from_path(out, map, layer, ctl_layer_rel(path));
 }
 
-/* Compares the object a real handle opens with the file at the name hint. */
+/* Compares the object a real handle opens with the file at @hint, its
+ * path on the handle's layer. */
 static void check_hint(struct scan *s, const fhmap_object *o, const fhmap_realfh *fh, int fd,
-                       const char *which)
+                       const char *which, const char *hint)
 {
 	struct scan_layer *sl = scan_layer_find(s, fh->layer);
-	const char *rel = ctl_layer_rel(s->path);
+	const char *rel = ctl_layer_rel(hint);
 	struct check_problem p;
 	struct stat a, b;
 
@@ -196,14 +197,14 @@ static void check_hint(struct scan *s, const fhmap_object *o, const fhmap_realfh
 	p.layer = fh->layer;
 	if (fstatat(sl->fd, rel[0] ? rel : ".", &b, AT_SYMLINK_NOFOLLOW) != 0) {
 		snprintf(p.reason, sizeof(p.reason), "%s handle opens, but no file at %s on layer %u",
-		         which, s->path, (unsigned)fh->layer);
+		         which, hint, (unsigned)fh->layer);
 		report(s, &p);
 	} else if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
 		p.kind = CHECK_HINT_MISMATCH;
 		snprintf(p.reason, sizeof(p.reason),
 		         "%s handle opens another file than %s on layer %u (layer copied or file "
 		         "replaced?)",
-		         which, s->path, (unsigned)fh->layer);
+		         which, hint, (unsigned)fh->layer);
 		report(s, &p);
 	}
 }
@@ -215,15 +216,21 @@ static void check_real(struct scan *s, const fhmap_object *o, int upper)
 	const char *which = upper ? "upper" : "origin";
 	struct scan_layer *sl = scan_layer_find(s, fh->layer);
 	int lives_here = upper || o->state != FHMAP_STATE_UPPER;
+	char origin_path[CTL_PATH_MAX];
+	const char *hint = s->path;
 	struct check_problem p;
 	int fd = -1, r;
 
 	if (!sl || sl->fd < 0)
 		return; /* unknown or unreachable layer: reported once */
+	/* An origin stays where it was bound on its lower layer, however the
+	 * union renamed it since. */
+	if (!upper)
+		hint = fhmap_origin_path(origin_path, sizeof(origin_path), s->map, o->ino) == 0 ? origin_path : "";
 	r = fhmap_open_real(&fd, s->map, fh, O_PATH);
 	if (r == 0) {
-		if (lives_here && s->path[0])
-			check_hint(s, o, fh, fd, which);
+		if (lives_here && hint[0])
+			check_hint(s, o, fh, fd, which, hint);
 		close(fd);
 		return;
 	}
@@ -232,8 +239,8 @@ static void check_real(struct scan *s, const fhmap_object *o, int upper)
 	p.layer = fh->layer;
 	snprintf(p.reason, sizeof(p.reason), "%s handle does not open on layer %u: %s", which,
 	         (unsigned)fh->layer, strerror(-r));
-	if (s->path[0])
-		p.has_fresh = check_fresh_handle(&p.fresh, s->map, fh->layer, s->path, o->type) == 0;
+	if (hint[0])
+		p.has_fresh = check_fresh_handle(&p.fresh, s->map, fh->layer, hint, o->type) == 0;
 	report(s, &p);
 }
 

@@ -328,10 +328,12 @@ static void decoded_where(char *out, size_t size, fhmap *map, const fhmap_decode
 
 static void decode_print(fhmap *map, const fhmap_decoded *d, int json)
 {
-	char path[CTL_PATH_MAX], where[2 * CTL_PATH_MAX], fh[2 * FHMAP_REALFH_MAX + 32];
+	char path[CTL_PATH_MAX], opath[CTL_PATH_MAX], where[2 * CTL_PATH_MAX], fh[2 * FHMAP_REALFH_MAX + 32];
 	int pr = ctl_object_path(path, sizeof(path), map, d->ino);
+	/* On its origin the object is where it was bound on the lower layer. */
+	int wr = d->state == FHMAP_STATE_UPPER ? pr : fhmap_origin_path(opath, sizeof(opath), map, d->ino);
 
-	decoded_where(where, sizeof(where), map, d, pr == 0 ? path : "");
+	decoded_where(where, sizeof(where), map, d, wr == 0 ? (d->state == FHMAP_STATE_UPPER ? path : opath) : "");
 	ctl_realfh_str(fh, sizeof(fh), &d->real);
 	if (json) {
 		json_obj_begin(NULL);
@@ -347,7 +349,7 @@ static void decode_print(fhmap *map, const fhmap_decoded *d, int json)
 			json_u64("parent_gen", d->parent_gen);
 		}
 		json_str("path", pr == 0 ? path : NULL);
-		json_str("lives_at", pr == 0 ? where : NULL);
+		json_str("lives_at", wr == 0 ? where : NULL);
 		json_realfh("real", &d->real);
 		json_obj_end();
 		json_end();
@@ -360,7 +362,7 @@ static void decode_print(fhmap *map, const fhmap_decoded *d, int json)
 	if (d->connectable)
 		printf("parent:      %" PRIu64 " (generation %u)\n", d->parent, (unsigned)d->parent_gen);
 	printf("path:        %s\n", pr == 0 ? path : fhmap_strerror(pr));
-	printf("lives at:    %s\nreal handle: %s\n", pr == 0 ? where : "?", fh);
+	printf("lives at:    %s\nreal handle: %s\n", wr == 0 ? where : "?", fh);
 }
 
 static void decode_reject(const fhmap_decoded *d, int err, int json)

@@ -89,7 +89,12 @@ static int rebase_object(struct rebase *rb, const fhmap_object *o)
 	else if (!o->has_origin || o->origin.layer != rb->layer.id)
 		return 0;
 	rb->on_layer++;
-	r = ctl_object_path(path, sizeof(path), rb->map, o->ino);
+	/* An origin is where it was bound on its (unchanging) lower layer,
+	 * however the union renamed it since; an upper file is at its name. */
+	if (item.upper)
+		r = ctl_object_path(path, sizeof(path), rb->map, o->ino);
+	else if ((r = fhmap_origin_path(path, sizeof(path), rb->map, o->ino)) != 0)
+		path[0] = '\0';
 	if (r == 0)
 		r = derive(rb, o, path, &item.fresh);
 	if (r != 0) {

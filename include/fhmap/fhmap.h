@@ -439,7 +439,9 @@ FHMAP_EXTERN int fhmap_get(fhmap_object *out, fhmap *map, uint64_t ino);
 
 /**
  * @brief Moves the primary link of an object (rename). A directory rename is
- * this single update: paths of everything below follow.
+ * this single update: paths of everything below follow. The first rename of
+ * an object with an origin keeps its old hint as the origin hint (see
+ * fhmap_origin_path()).
  * @param map The map.
  * @param ino Object to move.
  * @param new_parent New parent directory object.
@@ -494,6 +496,21 @@ FHMAP_EXTERN int fhmap_gen_bump(uint32_t *out_gen, fhmap *map, uint64_t ino);
  *   cycle), -EUCLEAN, -EIO.
  */
 FHMAP_EXTERN int fhmap_path(char *out, size_t size, fhmap *map, uint64_t ino);
+
+/**
+ * @brief Rebuilds the path of an object's origin relative to its lower
+ * layer's root. Lower layers do not change, so this is the path of the
+ * object at its first bind: renames in the union (of the object or of a
+ * directory above it) leave an origin hint behind, which this follows.
+ * Use it to find an origin again after the layer was copied (rebase).
+ * @param out Buffer for the path.
+ * @param size Size of @p out.
+ * @param map The map.
+ * @param ino Object number (unlinked objects and ancestors are followed).
+ * @return 0, -EINVAL, -ENOENT (object or an ancestor unknown), -ERANGE,
+ *   -ELOOP, -EUCLEAN, -EIO.
+ */
+FHMAP_EXTERN int fhmap_origin_path(char *out, size_t size, fhmap *map, uint64_t ino);
 
 /**
  * @brief Replaces the real handles and name hint of an object (repair

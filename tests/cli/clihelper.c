@@ -145,6 +145,19 @@ static int copyup(const char *db, const char *ino_arg, int crash)
 
 /* unlink DB INO: the union removed the last link. gen-bump DB INO: the
  * union reused the object for a new file. */
+/* A rename in the union: only the name hint moves (lower layers do not). */
+static int rename_hint(const char *db, const char *ino_arg, const char *parent_arg, const char *name)
+{
+	fhmap *map = open_map(db);
+	int r;
+
+	if (!map)
+		return 1;
+	r = fhmap_rename(map, strtoull(ino_arg, NULL, 10), strtoull(parent_arg, NULL, 10), name);
+	fhmap_close(map);
+	return r ? fail("rename", r) : 0;
+}
+
 static int forget(const char *db, const char *ino_arg, int bump)
 {
 	uint64_t ino = strtoull(ino_arg, NULL, 10);
@@ -286,6 +299,8 @@ int main(int argc, char **argv)
 		return populate(argv[2], argv[3]);
 	if (argc >= 4 && strcmp(argv[1], "copyup") == 0)
 		return copyup(argv[2], argv[3], argc == 5 && strcmp(argv[4], "--crash") == 0);
+	if (argc == 6 && strcmp(argv[1], "rename") == 0)
+		return rename_hint(argv[2], argv[3], argv[4], argv[5]);
 	if (argc == 4 && strcmp(argv[1], "unlink") == 0)
 		return forget(argv[2], argv[3], 0);
 	if (argc == 4 && strcmp(argv[1], "gen-bump") == 0)

@@ -36,8 +36,12 @@ decode_all_same
 
 # A copy on the same filesystem while the original stays: the old handles
 # still open (the original files), so only rebase makes the map follow.
+# Before that, the union renamed a lower directory: the names moved in the
+# map, the lower files did not, and rebase still finds them.
+"$HELPER" rename "$T/db" "$(ino_of /d1)" 1 d1-renamed
 cp -a "$T/moved/lower1" "$T/copy"
 [ "$(json rebase "$T/db" 1 "$T/copy" | jq .updated)" = 8 ] || fail "rebase to copy"
+[ "$(json decode "$T/db" "$hb" | jq -r .path)" = "/d1-renamed/b" ] || fail "union path after rename"
 [ "$(json decode "$T/db" "$hb" | jq -r .lives_at)" = "$T/copy/d1/b" ] || fail "decode after copy"
 rm -rf "$T/moved/lower1"
 run check "$T/db" --deep

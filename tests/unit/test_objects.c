@@ -99,9 +99,20 @@ START_TEST(rename_updates_hints_and_paths)
 	CK_OK(fhmap_rename(fx.map, g, other, "g2")); /* grandparent moves to a new parent */
 	CK_OK(fhmap_path(path, sizeof(path), fx.map, f));
 	ck_assert_str_eq(path, "/other/g2/p2/c/f2");
+	/* The origins stay where they were on the lower layer. */
+	CK_OK(fhmap_origin_path(path, sizeof(path), fx.map, f));
+	ck_assert_str_eq(path, "/g/p/c/f");
+	CK_OK(fhmap_rename(fx.map, f, other, "f3")); /* a second rename keeps the first place */
 	fx_reopen();
 	CK_OK(fhmap_path(path, sizeof(path), fx.map, f));
-	ck_assert_str_eq(path, "/other/g2/p2/c/f2");
+	ck_assert_str_eq(path, "/other/f3");
+	CK_OK(fhmap_origin_path(path, sizeof(path), fx.map, f));
+	ck_assert_str_eq(path, "/g/p/c/f");
+	CK_OK(fhmap_origin_path(path, sizeof(path), fx.map, c));
+	ck_assert_str_eq(path, "/g/p/c");
+	CK_OK(fhmap_origin_path(path, sizeof(path), fx.map, other));
+	ck_assert_str_eq(path, "/other");
+	CK_OK(fhmap_rename(fx.map, f, c, "f2"));
 
 	ck_assert_int_eq(fhmap_path(path, 8, fx.map, f), -ERANGE);
 	ck_assert_int_eq(fhmap_rename(fx.map, g, c, "loop"), -EINVAL);  /* below itself */
