@@ -13,6 +13,9 @@
 
 #include "bench.h"
 
+/* libfhmap's own MAC: lib/siphash.c is compiled into the bench. */
+uint64_t fhmap__siphash24(const uint64_t key[2], const void *data, size_t len);
+
 struct bench_sql {
 	char path[FHMAP_PATH_MAX];
 	sqlite3 *db;
@@ -132,48 +135,12 @@ void bench_sql_close(bench_sql *s)
 }
 
 /* ---- SipHash-2-4 (Aumasson and Bernstein), 64-bit output ---- */
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-	do {                                                                                       \
-		v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                          \
-		v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                             \
-		v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                             \
-		v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                          \
-	} while (0)
-
 static uint64_t le64(const unsigned char *p)
 {
 	uint64_t v = 0;
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | p[i];
 	return v;
-}
-
-static uint64_t siphash24(const uint64_t k[2], const unsigned char *in, size_t len)
-{
-	uint64_t v0 = 0x736f6d6570736575u ^ k[0], v1 = 0x646f72616e646f6du ^ k[1];
-	uint64_t v2 = 0x6c7967656e657261u ^ k[0], v3 = 0x7465646279746573u ^ k[1];
-	uint64_t b = (uint64_t)len << 56;
-	size_t full = len & ~(size_t)7;
-	for (size_t i = 0; i < full; i += 8) {
-		uint64_t m = le64(in + i);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (size_t i = 0; i < (len & 7); i++)
-		b |= (uint64_t)in[full + i] << (8 * i);
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
 }
 
 static void put_le(unsigned char *p, uint64_t v, int n)
@@ -191,7 +158,7 @@ void bench_sql_encode(const bench_sql *s, unsigned char out[FHMAP_FH_SIZE], uint
 	put_le(out + 4, s->tag, 4);
 	put_le(out + 8, ino, 8);
 	put_le(out + 16, gen, 4);
-	put_le(out + 20, siphash24(s->key, out, 20), 8);
+	put_le(out + 20, fhmap__siphash24(s->key, out, 20), 8);
 }
 
 /* ---- readers ---- */
@@ -241,7 +208,7 @@ static int sql_decode_op(void *tctx, size_t i)
 		return -EINVAL;
 	if ((uint32_t)le64(fh + 4) != r->s->tag)
 		return -ESTALE;
-	uint64_t mac = siphash24(r->s->key, fh, 20) ^ le64(fh + 20);
+	uint64_t mac = fhmap__siphash24(r->s->key, fh, 20) ^ le64(fh + 20);
 	if (mac)
 		return -EBADMSG;
 	uint64_t ino = le64(fh + 8);
