@@ -2,6 +2,7 @@
 #ifndef FHMAP_INT_H
 #define FHMAP_INT_H
 
+#include <endian.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -126,43 +127,45 @@ int fhmap__realfh_check(const fhmap_realfh *fh);
 int fhmap__name_check(const char *name);
 int fhmap__type_check(uint32_t type);
 
+/* Fixed-endian loads and stores: memcpy plus a byte-order conversion
+ * compiles to a single unaligned load or store. */
 static inline void fhmap__be64(unsigned char *p, uint64_t v)
 {
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
+	v = htobe64(v);
+	memcpy(p, &v, 8);
 }
 
 static inline uint64_t fhmap__get_be64(const unsigned char *p)
 {
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return be64toh(v);
 }
 
 static inline uint64_t fhmap__get_le64(const unsigned char *p)
 {
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return le64toh(v);
 }
 
 static inline uint32_t fhmap__get_le32(const unsigned char *p)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return le32toh(v);
 }
 
 static inline void fhmap__put_le64(unsigned char *p, uint64_t v)
 {
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = (unsigned char)v;
+	v = htole64(v);
+	memcpy(p, &v, 8);
 }
 
 static inline void fhmap__put_le32(unsigned char *p, uint32_t v)
 {
-	for (int i = 0; i < 4; i++, v >>= 8)
-		p[i] = (unsigned char)v;
+	v = htole32(v);
+	memcpy(p, &v, 4);
 }
 
 /* ---- gen.c: object numbers and generations ---- */
