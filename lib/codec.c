@@ -120,7 +120,7 @@ static int parse(fhmap_decoded *out, fhmap *m, const unsigned char *b, size_t le
 {
 	size_t need;
 	int connectable, mac;
-	uint64_t tag;
+	uint32_t tag;
 
 	if (len < 4)
 		return reject(out, FHMAP_FH_TRUNCATED, -EINVAL);

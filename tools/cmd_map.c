@@ -367,28 +367,6 @@ static fhmap *open_report(const char *db, fhmap_info *info, fhmap_map_stats *s)
 	return map;
 }
 
-int ctl_cmd_info(int argc, char **argv)
-{
-	const struct ctl_command *cmd = ctl_command_find("info");
-	struct ctl_common c;
-	fhmap_map_stats s;
-	fhmap_info info;
-	fhmap *map;
-	int i;
-
-	i = ctl_parse(argc, argv, cmd, NULL, NULL, NULL, &c);
-	if (i < 0)
-		return ctl_parse_exit(i);
-	if (argc - i != 1)
-		return ctl_usage_error(cmd, "info needs DB");
-	map = open_report(argv[i], &info, &s);
-	if (!map)
-		return CTL_EXIT_ERROR;
-	info_print(argv[i], map, &info, &s, c.json);
-	fhmap_close(map);
-	return CTL_EXIT_OK;
-}
-
 static void stats_print(const fhmap_map_stats *s, int json)
 {
 	uint64_t pages = s->branch_pages + s->leaf_pages + s->overflow_pages;
@@ -431,24 +409,41 @@ static void stats_print(const fhmap_map_stats *s, int json)
 	       (unsigned)s->max_readers);
 }
 
-int ctl_cmd_stats(int argc, char **argv)
+/* info and stats: open the map read-only, gather, print one report. */
+static int report_cmd(int argc, char **argv, const char *name, int stats)
 {
-	const struct ctl_command *cmd = ctl_command_find("stats");
+	const struct ctl_command *cmd = ctl_command_find(name);
 	struct ctl_common c;
 	fhmap_map_stats s;
 	fhmap_info info;
+	char usage[32];
 	fhmap *map;
 	int i;
 
 	i = ctl_parse(argc, argv, cmd, NULL, NULL, NULL, &c);
 	if (i < 0)
 		return ctl_parse_exit(i);
-	if (argc - i != 1)
-		return ctl_usage_error(cmd, "stats needs DB");
+	if (argc - i != 1) {
+		snprintf(usage, sizeof(usage), "%s needs DB", name);
+		return ctl_usage_error(cmd, usage);
+	}
 	map = open_report(argv[i], &info, &s);
 	if (!map)
 		return CTL_EXIT_ERROR;
-	stats_print(&s, c.json);
+	if (stats)
+		stats_print(&s, c.json);
+	else
+		info_print(argv[i], map, &info, &s, c.json);
 	fhmap_close(map);
 	return CTL_EXIT_OK;
+}
+
+int ctl_cmd_info(int argc, char **argv)
+{
+	return report_cmd(argc, argv, "info", 0);
+}
+
+int ctl_cmd_stats(int argc, char **argv)
+{
+	return report_cmd(argc, argv, "stats", 1);
 }

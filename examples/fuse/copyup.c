@@ -351,17 +351,12 @@ int ufs_recover_pending(void)
  * intents were resolved). */
 int ufs_work_clean(void)
 {
-	int dfd = openat(ufs.work_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *dir;
 	struct dirent *de;
+	int r = 0;
+	DIR *dir = ufs_opendir_at(ufs.work_fd, &r);
 
-	if (dfd < 0)
-		return -errno;
-	dir = fdopendir(dfd);
-	if (!dir) {
-		close(dfd);
-		return -errno;
-	}
+	if (!dir)
+		return r;
 	while ((de = readdir(dir))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
 		    !strcmp(de->d_name, UFS_INDEX_NAME))

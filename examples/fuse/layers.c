@@ -196,6 +196,20 @@ int ufs_open_live(int *fd, const fhmap_object *obj, int flags)
 	return -EIO;
 }
 
+/* A directory stream over the directory @fd names; @fd stays open. */
+DIR *ufs_opendir_at(int fd, int *err)
+{
+	int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
+
+	if (!dir) {
+		*err = -errno;
+		if (dfd >= 0)
+			close(dfd);
+	}
+	return dir;
+}
+
 int ufs_proc_path(char *buf, size_t size, int fd)
 {
 	int n = snprintf(buf, size, "/proc/self/fd/%d", fd);
@@ -677,19 +691,12 @@ static mode_t dtype_mode(unsigned char t)
 static int list_layer(struct ufs_list *out, struct name_set *seen, const struct ufs_dir *d, int fd,
                       int is_upper)
 {
-	int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *dir;
 	struct dirent *de;
 	int r = 0;
+	DIR *dir = ufs_opendir_at(fd, &r);
 
-	if (dfd < 0)
-		return -errno;
-	dir = fdopendir(dfd);
-	if (!dir) {
-		r = -errno;
-		close(dfd);
+	if (!dir)
 		return r;
-	}
 	while ((errno = 0, de = readdir(dir))) {
 		const char *n = de->d_name;
 		mode_t type = dtype_mode(de->d_type);
@@ -786,19 +793,12 @@ int ufs_list_merged(struct ufs_list *out, const struct ufs_dir *d, int resolve)
 
 int ufs_clear_whiteouts(int dirfd)
 {
-	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *dir;
 	struct dirent *de;
 	int r = 0;
+	DIR *dir = ufs_opendir_at(dirfd, &r);
 
-	if (dfd < 0)
-		return -errno;
-	dir = fdopendir(dfd);
-	if (!dir) {
-		r = -errno;
-		close(dfd);
+	if (!dir)
 		return r;
-	}
 	while ((de = readdir(dir))) {
 		struct stat st;
 

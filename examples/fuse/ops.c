@@ -1177,17 +1177,27 @@ static void ufs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	free(out);
 }
 
+/* Opens the upper copy of @ino (copied up by now) by handle for an xattr
+ * change, and gives its /proc path; the daemon's private names are refused. */
+static int xattr_target(int *fd, char *proc, size_t size, fuse_ino_t ino, const char *name)
+{
+	fhmap_object obj;
+	int r = ufs_xattr_private(name) ? -EPERM : obj_upper(&obj, ino);
+
+	if (r == 0)
+		r = fhmap_open_real(fd, ufs.map, &obj.upper, O_PATH);
+	if (r == 0)
+		ufs_proc_path(proc, size, *fd);
+	return r;
+}
+
 static void ufs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
                          int flags)
 {
-	fhmap_object obj;
 	char proc[64];
-	int fd, r = ufs_xattr_private(name) ? -EPERM : obj_upper(&obj, ino);
+	int fd, r = xattr_target(&fd, proc, sizeof(proc), ino, name);
 
-	if (r == 0)
-		r = fhmap_open_real(&fd, ufs.map, &obj.upper, O_PATH);
 	if (r == 0) {
-		ufs_proc_path(proc, sizeof(proc), fd);
 		if (setxattr(proc, name, value, size, flags) < 0)
 			r = -errno;
 		close(fd);
@@ -1197,14 +1207,10 @@ static void ufs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 
 static void ufs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fhmap_object obj;
 	char proc[64];
-	int fd, r = ufs_xattr_private(name) ? -EPERM : obj_upper(&obj, ino);
+	int fd, r = xattr_target(&fd, proc, sizeof(proc), ino, name);
 
-	if (r == 0)
-		r = fhmap_open_real(&fd, ufs.map, &obj.upper, O_PATH);
 	if (r == 0) {
-		ufs_proc_path(proc, sizeof(proc), fd);
 		if (removexattr(proc, name) < 0)
 			r = -errno;
 		close(fd);

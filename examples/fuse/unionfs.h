@@ -12,6 +12,7 @@
 #ifndef FHMAP_UNIONFS_H
 #define FHMAP_UNIONFS_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -113,6 +114,7 @@ int ufs_recover_pending(void);
 int ufs_work_clean(void);
 int ufs_tmp_name(char *buf, size_t size, const char *prefix);
 int ufs_proc_path(char *buf, size_t size, int fd);
+DIR *ufs_opendir_at(int fd, int *err);
 int ufs_xattr_private(const char *name);
 
 /* FUSE operations (ops.c). */
