@@ -69,7 +69,7 @@ static int pending_layer(MDB_txn *txn, fhmap *m, uint64_t ino, uint32_t *layer)
 	int rc;
 
 	fhmap__be64(key, ino);
-	if ((rc = fhmap__get(txn, m->dbi[FHMAP__DB_PENDING], key, 8, &v)) != 0)
+	if ((rc = fhmap__get(txn, m, FHMAP__DB_PENDING, key, 8, &v)) != 0)
 		return rc == -ENOENT ? -EUCLEAN : rc; /* state says pending */
 	if (v.mv_size != PENDING_SIZE)
 		return -EUCLEAN;
@@ -95,7 +95,7 @@ static int do_commit(fhmap__wtxn *w, void *arg)
 	if (a->upper->layer != layer)
 		return -ENXIO;
 	fhmap__rfh_view(&rec.upper, a->upper);
-	rc = fhmap__get(w->txn, w->m->dbi[FHMAP__DB_UPPER], key, fhmap__ikey(key, &rec.upper), &v);
+	rc = fhmap__get(w->txn, w->m, FHMAP__DB_UPPER, key, fhmap__ikey(key, &rec.upper), &v);
 	if (rc == 0)
 		return v.mv_size == 8 && fhmap__get_le64(v.mv_data) == a->ino ? -EUCLEAN : -EEXIST;
 	if (rc != -ENOENT)
@@ -166,8 +166,9 @@ int fhmap_copyup_pending(fhmap_copyup_intent *out, size_t cap, size_t *count, fh
 	*count = 0;
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	if ((rc = fhmap__err(mdb_cursor_open(r.txn, m->dbi[FHMAP__DB_PENDING], &cur))) == 0) {
-		for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	if ((rc = fhmap__err(mdb_cursor_open(r.txn, m->dbi, &cur))) == 0) {
+		for (rc = fhmap__cursor_get(cur, FHMAP__DB_PENDING, &k, &v, MDB_FIRST); rc == 0;
+		     rc = fhmap__cursor_get(cur, FHMAP__DB_PENDING, &k, &v, MDB_NEXT)) {
 			const unsigned char *kp = k.mv_data, *vp = v.mv_data;
 
 			if (k.mv_size != 8 || v.mv_size != PENDING_SIZE) {

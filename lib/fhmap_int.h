@@ -16,9 +16,13 @@
  * Never returned to callers. */
 #define FHMAP__EMAPFULL (-100001)
 
-/* Sub-databases of the environment. */
-enum { FHMAP__DB_META, FHMAP__DB_LAYERS, FHMAP__DB_OBJECTS, FHMAP__DB_ORIGIN, FHMAP__DB_UPPER,
-       FHMAP__DB_PENDING, FHMAP__DB_COUNT };
+/* Tables. All live in LMDB's main table, each key led by its table's byte:
+ * a named LMDB table would cost a lookup of its name in every transaction
+ * (format 1 used named tables). Objects sort last: new object numbers
+ * ascend, so their records are appended at the end of the B-tree, where
+ * LMDB fills pages completely. */
+enum { FHMAP__DB_LAYERS = 'L', FHMAP__DB_META = 'M', FHMAP__DB_PENDING = 'P', FHMAP__DB_ORIGIN = 'R',
+       FHMAP__DB_UPPER = 'U', FHMAP__DB_OBJECTS = 'o' };
 
 /* A reusable read transaction. Slots sit on their own cache lines so that
  * readers on different cores do not share one. */
@@ -29,7 +33,7 @@ typedef struct fhmap__rslot {
 
 struct fhmap {
 	MDB_env *env;
-	MDB_dbi dbi[FHMAP__DB_COUNT];
+	MDB_dbi dbi;              /* LMDB's main table, which holds all tables */
 	int read_only;
 	fhmap_sync_mode sync;
 	uint64_t max_map_size;
@@ -76,10 +80,15 @@ typedef struct fhmap__wtxn {
 typedef int (*fhmap__write_fn)(fhmap__wtxn *w, void *arg);
 int fhmap__write(fhmap *m, fhmap__write_fn fn, void *arg);
 
-int fhmap__get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, MDB_val *val);
+/* Key/value access to one table; @key is the key without the table byte. */
+int fhmap__get(MDB_txn *txn, const fhmap *m, int db, const void *key, size_t klen, MDB_val *val);
 int fhmap__put(fhmap__wtxn *w, int db, const void *key, size_t klen, const void *val, size_t vlen,
                unsigned int flags);
 int fhmap__del(fhmap__wtxn *w, int db, const void *key, size_t klen);
+/* mdb_cursor_get() within table @db (cursor on fhmap.dbi): MDB_FIRST,
+ * MDB_SET_RANGE (from @k) or MDB_NEXT. Keys come back without the table
+ * byte; past the table's last entry it gives MDB_NOTFOUND. */
+int fhmap__cursor_get(MDB_cursor *cur, int db, MDB_val *k, MDB_val *v, MDB_cursor_op op);
 
 /* ---- store.c: object records ---- */
 typedef struct fhmap__rfh {

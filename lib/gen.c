@@ -20,7 +20,7 @@ static int meta_put_u64(fhmap__wtxn *w, const char *key, uint64_t v)
 int fhmap__meta_u64(MDB_txn *txn, fhmap *m, const char *key, uint64_t *out)
 {
 	MDB_val v;
-	int rc = fhmap__get(txn, m->dbi[FHMAP__DB_META], key, strlen(key), &v);
+	int rc = fhmap__get(txn, m, FHMAP__DB_META, key, strlen(key), &v);
 
 	if (rc == -ENOENT || (rc == 0 && v.mv_size != 8))
 		return -EUCLEAN;

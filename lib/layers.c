@@ -45,7 +45,7 @@ static int layer_val(MDB_txn *txn, fhmap *m, uint32_t id, MDB_val *v)
 	if (id == 0 || id > LAYER_ID_MAX)
 		return -ENXIO;
 	layer_key(key, id);
-	rc = fhmap__get(txn, m->dbi[FHMAP__DB_LAYERS], key, 4, v);
+	rc = fhmap__get(txn, m, FHMAP__DB_LAYERS, key, 4, v);
 	return rc == -ENOENT ? -ENXIO : rc;
 }
 
@@ -80,12 +80,13 @@ static int layer_walk(MDB_txn *txn, fhmap *m, int (*fn)(const fhmap_layer *l, vo
 
 	if (!l)
 		return -ENOMEM;
-	if ((rc = fhmap__err(mdb_cursor_open(txn, m->dbi[FHMAP__DB_LAYERS], &cur))) != 0) {
+	if ((rc = fhmap__err(mdb_cursor_open(txn, m->dbi, &cur))) != 0) {
 		free(l);
 		return rc;
 	}
 	rc = 0;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (mrc = fhmap__cursor_get(cur, FHMAP__DB_LAYERS, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = fhmap__cursor_get(cur, FHMAP__DB_LAYERS, &k, &v, MDB_NEXT)) {
 		const unsigned char *kp = k.mv_data;
 
 		if (k.mv_size != 4) {

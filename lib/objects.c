@@ -18,7 +18,7 @@ static int index_get(MDB_txn *txn, fhmap *m, int db, const fhmap__rfh *fh, uint6
 {
 	unsigned char key[FHMAP__IKEY_MAX];
 	MDB_val v;
-	int rc = fhmap__get(txn, m->dbi[db], key, fhmap__ikey(key, fh), &v);
+	int rc = fhmap__get(txn, m, db, key, fhmap__ikey(key, fh), &v);
 
 	if (rc)
 		return rc;
@@ -110,7 +110,7 @@ static int do_bind(fhmap__wtxn *w, void *arg)
 	if (a->parent == 0) {
 		a->ino = FHMAP_ROOT_INO;
 		fhmap__be64(key, a->ino);
-		rc = fhmap__get(w->txn, w->m->dbi[FHMAP__DB_OBJECTS], key, 8, &v);
+		rc = fhmap__get(w->txn, w->m, FHMAP__DB_OBJECTS, key, 8, &v);
 		if (rc != -ENOENT)
 			return rc ? rc : -EEXIST;
 	} else if ((rc = parent_check(w->txn, w->m, a->parent)) != 0 || (rc = fhmap__alloc_ino(w, &a->ino)) != 0) {
@@ -488,10 +488,10 @@ int fhmap_index_next(fhmap_index_entry *out, fhmap *m, fhmap_index index, const 
 	}
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	if ((rc = fhmap__err(mdb_cursor_open(r.txn, m->dbi[index_db(index)], &cur))) == 0) {
-		rc = mdb_cursor_get(cur, &k, &v, after ? MDB_SET_RANGE : MDB_FIRST);
+	if ((rc = fhmap__err(mdb_cursor_open(r.txn, m->dbi, &cur))) == 0) {
+		rc = fhmap__cursor_get(cur, index_db(index), &k, &v, after ? MDB_SET_RANGE : MDB_FIRST);
 		if (rc == 0 && after && k.mv_size == 6 + a.len && !memcmp(k.mv_data, key, k.mv_size))
-			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			rc = fhmap__cursor_get(cur, index_db(index), &k, &v, MDB_NEXT);
 		rc = fhmap__err(rc);
 		kp = k.mv_data;
 		if (rc == 0 && (k.mv_size <= 6 || k.mv_size > FHMAP__IKEY_MAX))
@@ -596,8 +596,8 @@ int fhmap_iter_next(fhmap_object *out, fhmap_iter *it)
 	fhmap__be64(key, it->next);
 	if ((rc = fhmap__read_begin(it->m, &r)) != 0)
 		return rc;
-	if ((rc = fhmap__err(mdb_cursor_open(r.txn, it->m->dbi[FHMAP__DB_OBJECTS], &cur))) == 0) {
-		rc = fhmap__err(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+	if ((rc = fhmap__err(mdb_cursor_open(r.txn, it->m->dbi, &cur))) == 0) {
+		rc = fhmap__err(fhmap__cursor_get(cur, FHMAP__DB_OBJECTS, &k, &v, MDB_SET_RANGE));
 		if (rc == 0 && k.mv_size != 8)
 			rc = -EUCLEAN;
 		if (rc == 0) {
@@ -628,11 +628,12 @@ static int count_states(MDB_txn *txn, fhmap *m, fhmap_map_stats *s)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	fhmap__rec rec;
-	int rc = fhmap__err(mdb_cursor_open(txn, m->dbi[FHMAP__DB_OBJECTS], &cur));
+	int rc = fhmap__err(mdb_cursor_open(txn, m->dbi, &cur));
 
 	if (rc)
 		return rc;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (rc = fhmap__cursor_get(cur, FHMAP__DB_OBJECTS, &k, &v, MDB_FIRST); rc == 0;
+	     rc = fhmap__cursor_get(cur, FHMAP__DB_OBJECTS, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != 8 || fhmap__rec_parse(&rec, fhmap__get_be64(k.mv_data), &v) != 0) {
 			rc = -EUCLEAN;
 			break;
@@ -643,6 +644,20 @@ static int count_states(MDB_txn *txn, fhmap *m, fhmap_map_stats *s)
 		s->upper += rec.state == FHMAP_STATE_UPPER;
 		s->unlinked += rec.state == FHMAP_STATE_UNLINKED;
 	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : fhmap__err(rc);
+}
+
+static int count_entries(MDB_txn *txn, fhmap *m, int db, uint64_t *n)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = fhmap__err(mdb_cursor_open(txn, m->dbi, &cur));
+
+	if (rc)
+		return rc;
+	for (rc = fhmap__cursor_get(cur, db, &k, &v, MDB_FIRST); rc == 0; rc = fhmap__cursor_get(cur, db, &k, &v, MDB_NEXT))
+		(*n)++;
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : fhmap__err(rc);
 }
@@ -660,6 +675,7 @@ int fhmap_stats(fhmap_map_stats *s, fhmap *m)
 	MDB_stat st;
 	fhmap__rtxn r;
 	uint32_t lines = 0;
+	uint64_t n = 0;
 	int rc;
 
 	if (!s || !m)
@@ -667,24 +683,22 @@ int fhmap_stats(fhmap_map_stats *s, fhmap *m)
 	memset(s, 0, sizeof(*s));
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	for (int i = 0; i < FHMAP__DB_COUNT && rc == 0; i++) {
-		if ((rc = fhmap__err(mdb_stat(r.txn, m->dbi[i], &st))) != 0)
-			break;
-		s->branch_pages += st.ms_branch_pages;
-		s->leaf_pages += st.ms_leaf_pages;
-		s->overflow_pages += st.ms_overflow_pages;
-		if (st.ms_depth > s->depth)
-			s->depth = st.ms_depth;
+	if ((rc = fhmap__err(mdb_stat(r.txn, m->dbi, &st))) == 0) {
+		s->branch_pages = st.ms_branch_pages;
+		s->leaf_pages = st.ms_leaf_pages;
+		s->overflow_pages = st.ms_overflow_pages;
+		s->depth = st.ms_depth;
 		s->page_size = st.ms_psize;
-		if (i == FHMAP__DB_ORIGIN)
-			s->origin_entries = st.ms_entries;
-		else if (i == FHMAP__DB_UPPER)
-			s->upper_entries = st.ms_entries;
-		else if (i == FHMAP__DB_PENDING)
-			s->pending = st.ms_entries;
-		else if (i == FHMAP__DB_LAYERS)
-			s->layers = (uint32_t)st.ms_entries;
 	}
+	if (rc == 0)
+		rc = count_entries(r.txn, m, FHMAP__DB_ORIGIN, &s->origin_entries);
+	if (rc == 0)
+		rc = count_entries(r.txn, m, FHMAP__DB_UPPER, &s->upper_entries);
+	if (rc == 0)
+		rc = count_entries(r.txn, m, FHMAP__DB_PENDING, &s->pending);
+	if (rc == 0)
+		rc = count_entries(r.txn, m, FHMAP__DB_LAYERS, &n);
+	s->layers = (uint32_t)n;
 	if (rc == 0)
 		rc = count_states(r.txn, m, s);
 	fhmap__read_end(m, &r);

@@ -15,10 +15,6 @@
 #define DEFAULT_MAX_MAP_SIZE (1ull << 40)
 #define READ_SLOTS 32u
 
-static const char *const db_names[FHMAP__DB_COUNT] = {
-	"meta", "layers", "objects", "origin", "upper", "pending",
-};
-
 /* The batch of this thread, if any. One batch per thread at a time. */
 static _Thread_local struct {
 	fhmap *m;
@@ -375,32 +371,71 @@ int fhmap_batch_abort(fhmap *m)
 /* ------------------------------------------------------------------------ */
 /* Key/value access */
 
-int fhmap__get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, MDB_val *val)
+/* Builds the LMDB key of @key in table @db into @buf. */
+static int table_key(MDB_val *k, unsigned char *buf, int db, const void *key, size_t klen)
 {
-	MDB_val k = { klen, (void *)key };
+	if (klen > FHMAP__IKEY_MAX)
+		return -EINVAL;
+	buf[0] = (unsigned char)db;
+	memcpy(buf + 1, key, klen);
+	k->mv_size = klen + 1;
+	k->mv_data = buf;
+	return 0;
+}
 
-	return fhmap__err(mdb_get(txn, dbi, &k, val));
+int fhmap__get(MDB_txn *txn, const fhmap *m, int db, const void *key, size_t klen, MDB_val *val)
+{
+	unsigned char buf[1 + FHMAP__IKEY_MAX];
+	MDB_val k;
+	int rc = table_key(&k, buf, db, key, klen);
+
+	return rc ? rc : fhmap__err(mdb_get(txn, m->dbi, &k, val));
 }
 
 int fhmap__put(fhmap__wtxn *w, int db, const void *key, size_t klen, const void *val, size_t vlen,
                unsigned int flags)
 {
-	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
-	int rc = mdb_put(w->txn, w->m->dbi[db], &k, &v, flags);
+	unsigned char buf[1 + FHMAP__IKEY_MAX];
+	MDB_val k, v = { vlen, (void *)val };
+	int rc = table_key(&k, buf, db, key, klen);
 
-	if (rc == 0)
+	if (rc)
+		return rc;
+	if ((rc = mdb_put(w->txn, w->m->dbi, &k, &v, flags)) == 0)
 		w->writes++;
 	return fhmap__err(rc);
 }
 
 int fhmap__del(fhmap__wtxn *w, int db, const void *key, size_t klen)
 {
-	MDB_val k = { klen, (void *)key };
-	int rc = mdb_del(w->txn, w->m->dbi[db], &k, NULL);
+	unsigned char buf[1 + FHMAP__IKEY_MAX];
+	MDB_val k;
+	int rc = table_key(&k, buf, db, key, klen);
 
-	if (rc == 0)
+	if (rc)
+		return rc;
+	if ((rc = mdb_del(w->txn, w->m->dbi, &k, NULL)) == 0)
 		w->writes++;
 	return fhmap__err(rc);
+}
+
+int fhmap__cursor_get(MDB_cursor *cur, int db, MDB_val *k, MDB_val *v, MDB_cursor_op op)
+{
+	unsigned char buf[1 + FHMAP__IKEY_MAX];
+	MDB_val lk = { 1, buf };
+	int rc;
+
+	buf[0] = (unsigned char)db;
+	if (op == MDB_SET_RANGE && table_key(&lk, buf, db, k->mv_data, k->mv_size) != 0)
+		return EINVAL;
+	rc = mdb_cursor_get(cur, &lk, v, op == MDB_FIRST ? MDB_SET_RANGE : op);
+	if (rc)
+		return rc;
+	if (lk.mv_size == 0 || *(const unsigned char *)lk.mv_data != (unsigned char)db)
+		return MDB_NOTFOUND;
+	k->mv_size = lk.mv_size - 1;
+	k->mv_data = (unsigned char *)lk.mv_data + 1;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -431,8 +466,12 @@ static uint32_t rec_sum(uint64_t ino, const unsigned char *p, size_t n)
 		h = (h ^ fhmap__get_le64(p + i)) * 0xff51afd7ed558ccdull;
 		h ^= h >> 32;
 	}
-	for (; i < n; i++)
-		h = (h ^ p[i]) * 0xc4ceb9fe1a85ec53ull;
+	if (i < n) { /* the tail as one word; n is mixed in above */
+		unsigned char tail[8] = { 0 };
+
+		memcpy(tail, p + i, n - i);
+		h = (h ^ fhmap__get_le64(tail)) * 0xc4ceb9fe1a85ec53ull;
+	}
 	h ^= h >> 29;
 	return (uint32_t)(h ^ (h >> 32));
 }
@@ -602,7 +641,7 @@ int fhmap__obj_load(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsig
 	int rc;
 
 	fhmap__be64(key, ino);
-	if ((rc = fhmap__get(txn, m->dbi[FHMAP__DB_OBJECTS], key, 8, &val)) != 0)
+	if ((rc = fhmap__get(txn, m, FHMAP__DB_OBJECTS, key, 8, &val)) != 0)
 		return rc;
 	if (copy) {
 		/* Writers keep their own copy: a later put may move the page. */
@@ -714,7 +753,7 @@ static int check_path(const char *path, int create)
 static int meta_get(MDB_txn *txn, fhmap *m, const char *key, void *out, size_t len)
 {
 	MDB_val v;
-	int rc = fhmap__get(txn, m->dbi[FHMAP__DB_META], key, strlen(key), &v);
+	int rc = fhmap__get(txn, m, FHMAP__DB_META, key, strlen(key), &v);
 
 	if (rc == -ENOENT)
 		return -EMEDIUMTYPE;
@@ -750,37 +789,43 @@ static int load_identity(fhmap *m, MDB_txn *txn)
 	return 0;
 }
 
-/* Opens the sub-databases; with @create, makes them and the identity in a
- * fresh environment, and refuses an environment that holds anything else. */
+/* A map of format 1 kept its tables as named LMDB tables, "meta" among them. */
+static int old_format(fhmap *m, MDB_txn *txn)
+{
+	MDB_val k = { 4, "meta" }, v;
+
+	if (mdb_get(txn, m->dbi, &k, &v) != 0)
+		return -EMEDIUMTYPE;
+	fhmap__log(m, FHMAP_LOG_ERROR, "map has format version 1; this library reads version %u",
+	           FHMAP_FORMAT_VERSION);
+	return -EPROTONOSUPPORT;
+}
+
+/* Loads the identity; with @create, makes it in a fresh environment, and
+ * refuses an environment that holds anything else. */
 static int open_dbs(fhmap *m, int create)
 {
 	fhmap__wtxn w = { m, NULL, 0 };
-	MDB_dbi main_dbi;
 	MDB_stat st;
 	int fresh = 0, rc;
 
 	rc = fhmap__err(mdb_txn_begin(m->env, NULL, create ? 0 : MDB_RDONLY, &w.txn));
 	if (rc)
 		return rc;
+	if ((rc = fhmap__err(mdb_dbi_open(w.txn, NULL, 0, &m->dbi))) != 0)
+		goto out;
 	if (create) {
-		if ((rc = fhmap__err(mdb_dbi_open(w.txn, NULL, 0, &main_dbi))) != 0 ||
-		    (rc = fhmap__err(mdb_stat(w.txn, main_dbi, &st))) != 0)
+		if ((rc = fhmap__err(mdb_stat(w.txn, m->dbi, &st))) != 0)
 			goto out;
 		fresh = st.ms_entries == 0;
 	}
-	for (int i = 0; i < FHMAP__DB_COUNT; i++) {
-		rc = mdb_dbi_open(w.txn, db_names[i], fresh ? MDB_CREATE : 0, &m->dbi[i]);
-		if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
-			rc = -EMEDIUMTYPE;
-			goto out;
-		}
-		if ((rc = fhmap__err(rc)) != 0)
-			goto out;
-	}
 	if (fresh && (rc = fhmap__meta_init(&w)) != 0)
 		goto out;
-	if ((rc = load_identity(m, w.txn)) != 0)
+	if ((rc = load_identity(m, w.txn)) != 0) {
+		if (rc == -EMEDIUMTYPE)
+			rc = old_format(m, w.txn);
 		goto out;
+	}
 	rc = commit(m, w.txn);
 	w.txn = NULL;
 	if (rc == 0 && fresh)
@@ -847,7 +892,6 @@ int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
 		flags |= MDB_NOMETASYNC;
 	if ((rc = fhmap__err(mdb_env_create(&m->env))) != 0)
 		goto fail;
-	mdb_env_set_maxdbs(m->env, FHMAP__DB_COUNT);
 	mdb_env_set_mapsize(m->env, o.map_size);
 	if (o.max_readers)
 		mdb_env_set_maxreaders(m->env, o.max_readers);

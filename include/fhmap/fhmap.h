@@ -47,7 +47,7 @@ extern "C" {
 #define FHMAP_VERSION_PATCH 0
 
 /** On-disk format version written by this library. */
-#define FHMAP_FORMAT_VERSION 1
+#define FHMAP_FORMAT_VERSION 2
 
 /** Object number of the union's root directory (also FUSE_ROOT_ID). */
 #define FHMAP_ROOT_INO 1
@@ -821,14 +821,14 @@ typedef struct fhmap_map_stats {
 	uint64_t branch_pages;   /**< B-tree branch pages, all tables */
 	uint64_t leaf_pages;     /**< B-tree leaf pages, all tables */
 	uint64_t overflow_pages; /**< overflow pages, all tables */
-	uint32_t depth;          /**< deepest B-tree */
+	uint32_t depth;          /**< depth of the B-tree */
 	uint32_t max_readers;    /**< reader slots */
 	uint32_t readers;        /**< reader slots in use (all processes) */
 } fhmap_map_stats;
 
 /**
  * @brief Counts objects by state and reports LMDB storage figures. Walks
- * all objects: O(n).
+ * all objects and index entries: O(n).
  * @param out Receives the figures.
  * @param map The map.
  * @return 0, -EINVAL, -EUCLEAN, -EIO.

@@ -218,36 +218,31 @@ static int change_entry(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, MDB_val *k, MD
 	return mdb_put(txn, dbi, k, v, MDB_NOOVERWRITE);
 }
 
-/* Changes, in every named table, the entries whose key holds @p fh. */
+/* Changes the index entries whose key holds @p fh. The map is one LMDB
+ * table; an index entry's key starts with its table byte, 'R' (origin) or
+ * 'U' (upper) (docs/data-model.md). */
 static int drop_entries(MDB_env *env, const fhmap_realfh *fh, enum damage how, uint64_t to,
                         int *dropped)
 {
 	MDB_txn *txn;
-	MDB_dbi main_dbi;
-	MDB_cursor *names;
+	MDB_dbi dbi;
+	MDB_cursor *c;
 	MDB_val k, v;
 	int r = mdb_txn_begin(env, NULL, 0, &txn);
 
 	if (!r)
-		r = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+		r = mdb_dbi_open(txn, NULL, 0, &dbi);
 	if (!r)
-		r = mdb_cursor_open(txn, main_dbi, &names);
-	for (int op = MDB_FIRST; !r && (r = mdb_cursor_get(names, &k, &v, op)) == 0; op = MDB_NEXT) {
-		char name[256];
-		MDB_dbi dbi;
-		MDB_cursor *c;
-		MDB_val ek, ev;
+		r = mdb_cursor_open(txn, dbi, &c);
+	for (int op = MDB_FIRST; !r && (r = mdb_cursor_get(c, &k, &v, op)) == 0; op = MDB_NEXT) {
+		char table = *(const char *)k.mv_data;
 
-		snprintf(name, sizeof(name), "%.*s", (int)k.mv_size, (const char *)k.mv_data);
-		if (mdb_dbi_open(txn, name, 0, &dbi) != 0 || mdb_cursor_open(txn, dbi, &c) != 0)
-			continue;
-		for (int eop = MDB_FIRST; mdb_cursor_get(c, &ek, &ev, eop) == 0; eop = MDB_NEXT)
-			if (key_holds(&ek, fh) && change_entry(txn, dbi, c, &ek, &ev, fh, how, to) == 0) {
-				(*dropped)++;
-				if (how == DAMAGE_FORGE)
-					break; /* the twin sorts near the original */
-			}
-		mdb_cursor_close(c);
+		if ((table == 'R' || table == 'U') && key_holds(&k, fh) &&
+		    change_entry(txn, dbi, c, &k, &v, fh, how, to) == 0) {
+			(*dropped)++;
+			if (how == DAMAGE_FORGE)
+				break; /* the twin sorts near the original */
+		}
 	}
 	if (r == MDB_NOTFOUND)
 		r = 0;
@@ -276,7 +271,7 @@ static int drop_index(const char *db, const char *ino_arg, const char *which, en
 	fhmap_close(map);
 	if (r)
 		return fail("drop-index", r);
-	if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 64))
+	if (mdb_env_create(&env))
 		return fail("mdb_env_create", 1);
 	r = mdb_env_open(env, db, 0, 0600);
 	if (!r)

@@ -120,7 +120,8 @@ START_TEST(read_only_refuses_writes)
 }
 END_TEST
 
-/* Rewrites the meta "format" key with LMDB directly, as a newer library would. */
+/* Rewrites the meta "format" key (table byte 'M') with LMDB directly, as a
+ * newer library would. */
 static void forge_format(uint32_t version)
 {
 	MDB_env *env;
@@ -128,13 +129,13 @@ static void forge_format(uint32_t version)
 	MDB_dbi dbi;
 	unsigned char v[4] = { (unsigned char)version, (unsigned char)(version >> 8), (unsigned char)(version >> 16),
 	                       (unsigned char)(version >> 24) };
-	MDB_val k = { 6, "format" }, val = { 4, v };
+	MDB_val k = { 7, "Mformat" }, val = { 4, v }, old;
 
 	ck_assert_int_eq(mdb_env_create(&env), 0);
-	mdb_env_set_maxdbs(env, 8);
 	ck_assert_int_eq(mdb_env_open(env, fx.db, 0, 0600), 0);
 	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	ck_assert_int_eq(mdb_get(txn, dbi, &k, &old), 0); /* replaces the real key */
 	ck_assert_int_eq(mdb_put(txn, dbi, &k, &val, 0), 0);
 	ck_assert_int_eq(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
@@ -153,6 +154,7 @@ START_TEST(newer_format_refused)
 {
 	fhmap_open_options o = FHMAP_OPEN_OPTIONS_INIT;
 	fhmap *m = (fhmap *)1;
+	char want[64];
 
 	fhmap_close(fx.map);
 	fx.map = NULL;
@@ -160,12 +162,47 @@ START_TEST(newer_format_refused)
 	o.log = keep_log;
 	ck_assert_int_eq(fhmap_open(&m, fx.db, &o), -EPROTONOSUPPORT);
 	ck_assert_ptr_null(m);
-	ck_assert_msg(strstr(last_log, "format version 2") != NULL, "log: %s", last_log);
+	snprintf(want, sizeof(want), "format version %u;", FHMAP_FORMAT_VERSION + 1);
+	ck_assert_msg(strstr(last_log, want) != NULL, "log: %s", last_log);
 	o.flags = FHMAP_OPEN_CREATE; /* create never overwrites an existing map */
 	ck_assert_int_eq(fhmap_open(&m, fx.db, &o), -EPROTONOSUPPORT);
 	forge_format(FHMAP_FORMAT_VERSION);
 	CK_OK(fhmap_open(&m, fx.db, NULL));
 	fhmap_close(m);
+}
+END_TEST
+
+/* A map of format 1 (tables as named LMDB tables) is refused by name. */
+START_TEST(format_1_refused)
+{
+	fhmap_open_options o = FHMAP_OPEN_OPTIONS_INIT;
+	unsigned char one[4] = { 1, 0, 0, 0 };
+	MDB_val k = { 6, "format" }, v = { 4, one };
+	char p[600];
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	fhmap *m = (fhmap *)1;
+
+	fx_path(p, sizeof(p), "old/");
+	fx_make("old/", NULL);
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	ck_assert_int_eq(mdb_env_set_maxdbs(env, 8), 0);
+	ck_assert_int_eq(mdb_env_open(env, p, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, "meta", MDB_CREATE, &dbi), 0);
+	ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	o.log = keep_log;
+	last_log[0] = '\0';
+	ck_assert_int_eq(fhmap_open(&m, p, &o), -EPROTONOSUPPORT);
+	ck_assert_ptr_null(m);
+	ck_assert_msg(strstr(last_log, "format version 1;") != NULL, "log: %s", last_log);
+	o.flags = FHMAP_OPEN_CREATE;
+	ck_assert_int_eq(fhmap_open(&m, p, &o), -EPROTONOSUPPORT);
+	o.flags = FHMAP_OPEN_RDONLY;
+	ck_assert_int_eq(fhmap_open(&m, p, &o), -EPROTONOSUPPORT);
 }
 END_TEST
 
@@ -404,6 +441,7 @@ int main(void)
 	tcase_add_test(tc, generation_base_differs);
 	tcase_add_test(tc, read_only_refuses_writes);
 	tcase_add_test(tc, newer_format_refused);
+	tcase_add_test(tc, format_1_refused);
 	tcase_add_test(tc, foreign_and_garbage_refused);
 	tcase_add_test(tc, grows_from_tiny_map);
 	tcase_add_test(tc, max_map_size_gives_enospc);
