@@ -15,13 +15,18 @@
 #define DEFAULT_MAX_MAP_SIZE (1ull << 40)
 #define READ_SLOTS 32u
 
+/* Thread-locals use the initial-exec model: the read path then reaches
+ * them without a __tls_get_addr() call. They take a few bytes of the
+ * static TLS reserve, which is there for libraries loaded with dlopen(). */
+#define FHMAP__TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
 /* The batch of this thread, if any. One batch per thread at a time. */
-static _Thread_local struct {
+static FHMAP__TLS struct {
 	fhmap *m;
 	MDB_txn *txn; /* NULL once the batch was rolled back */
 } tl_batch;
 
-static _Thread_local unsigned int tl_slot_hint;
+static FHMAP__TLS unsigned int tl_slot_hint;
 
 /* Maps open in this process. LMDB forbids opening an environment twice in
  * one process (closing the second copy would drop the first's locks). */
