@@ -75,9 +75,23 @@ void bench_series_print(const bench_series *s, const char *scale);
  * per-repetition ratios of the medians of @p a over @p b. */
 void bench_ratio_print(const char *scale, const char *name, const bench_series *a, const bench_series *b);
 
+/* Paired blocks: the per-operation cost of kind @p a over kind @p b. Each
+ * of @p threads threads runs both over the same samples in alternating
+ * blocks of @p block operations (a b, then b a), after one untimed pass of
+ * each; every pair of blocks gives one ratio of their times. A change of
+ * machine speed (another VM, a frequency step) lasts longer than a block
+ * pair and so hits both kinds alike. Appends the ratios to @p out (room
+ * for threads * ops / block more) and returns how many it added. */
+size_t bench_measure_paired(double *out, const bench_kind *a, void **ta, const bench_kind *b, void **tb,
+                            unsigned int threads, size_t ops, size_t block);
+/* Prints "@ratio <scale> <name> <threads> <median> <p10> <p90>" of @p n
+ * block-pair ratios (sorts them). */
+void bench_pairs_print(const char *scale, const char *name, unsigned int threads, double *v, size_t n);
+
 /* ---- floor.c: raw LMDB with the layout of libfhmap's object table ---- */
 typedef struct bench_floor bench_floor;
-/* @named: records in a named table beside five others, as in libfhmap. */
+/* @named: records in a named table beside five others, as in libfhmap's
+ * format 1 (format 2 keeps all tables in the main table, like the raw floor). */
 int bench_floor_build(bench_floor **out, const char *dir, const uint64_t *inos, size_t n, size_t vsize, int named);
 void bench_floor_close(bench_floor *f);
 /* A per-thread reader; keys are the sample object numbers. */

@@ -144,66 +144,53 @@ static void load_fhmap(scale_run *s)
 		       (double)(fl1 - fl0) / (double)batches);
 }
 
-/* Prints one table's figures; returns its mean value size when its keys
- * are all 8 bytes (object numbers), else 0. */
-static double table_report(scale_run *s, MDB_txn *txn, const char *name, size_t *entries)
-{
-	MDB_dbi d;
-	MDB_stat st;
-	MDB_cursor *c;
-	MDB_val k, v;
-	size_t cnt = 0, ksum = 0, vsum = 0;
-	*entries = 0;
-	if (mdb_dbi_open(txn, name, 0, &d) || mdb_stat(txn, d, &st) || mdb_cursor_open(txn, d, &c))
-		return 0;
-	/* Mean sizes from the first records: enough for uniform synthetic data. */
-	for (int op = MDB_FIRST; cnt < 200000 && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
-		cnt++;
-		ksum += k.mv_size;
-		vsum += v.mv_size;
-	}
-	mdb_cursor_close(c);
-	double kavg = cnt ? (double)ksum / cnt : 0, vavg = cnt ? (double)vsum / cnt : 0;
-	uint64_t pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
-	printf("@table %s %s %zu %.1f %.1f %" PRIu64 " %u %.1f\n", s->o->scale_label, name, (size_t)st.ms_entries,
-	       kavg, vavg, pages, st.ms_depth,
-	       st.ms_entries ? (double)pages * st.ms_psize / (double)st.ms_entries : 0.0);
-	*entries = st.ms_entries;
-	return cnt && ksum == cnt * 8 ? vavg : 0;
-}
+/* The tables of a map: all in LMDB's main table, each key led by its
+ * table byte (docs/data-model.md). */
+static const struct {
+	char byte;
+	const char *name;
+} map_tables[] = { { 'L', "layers" }, { 'M', "meta" },  { 'P', "pending" },
+		   { 'R', "origin" }, { 'U', "upper" }, { 'o', "objects" } };
 
-/* Per-table figures straight from LMDB (the map must be closed). Sets
- * s->vsize to the mean record size of the table keyed by 8-byte numbers. */
+/* Per-table figures straight from LMDB (the map must be closed): entries,
+ * mean key and value sizes (without the table byte) and the bytes of
+ * their leaf nodes (LMDB: 8-byte node header + 2-byte slot + key +
+ * value); then the whole LMDB table's pages and depth. Sets s->vsize to
+ * the mean object record size. */
 static void table_breakdown(scale_run *s)
 {
+	enum { NT = sizeof map_tables / sizeof map_tables[0] };
+	size_t cnt[NT] = { 0 }, ksum[NT] = { 0 }, vsum[NT] = { 0 };
 	MDB_env *env;
 	MDB_txn *txn;
-	MDB_dbi main_dbi;
+	MDB_dbi dbi;
 	MDB_cursor *cur;
-	if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 32) ||
-	    mdb_env_open(env, s->mapdir, MDB_RDONLY | MDB_NOTLS, 0) ||
-	    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) || mdb_dbi_open(txn, NULL, 0, &main_dbi) ||
-	    mdb_cursor_open(txn, main_dbi, &cur))
-		bench_die("reading the map with LMDB", -EIO);
+	MDB_stat st;
 	MDB_val k, v;
-	size_t best = 0;
-	/* The main table lists the named tables. */
-	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
-		char name[64];
-		size_t entries;
-		if (k.mv_size >= sizeof name)
-			continue;
-		memcpy(name, k.mv_data, k.mv_size);
-		name[k.mv_size] = '\0';
-		double vavg = table_report(s, txn, name, &entries);
-		if (vavg > 0 && entries > best) {
-			best = entries;
-			s->vsize = (size_t)(vavg + 0.5);
-		}
-	}
+	if (mdb_env_create(&env) || mdb_env_open(env, s->mapdir, MDB_RDONLY | MDB_NOTLS, 0) ||
+	    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) || mdb_dbi_open(txn, NULL, 0, &dbi) ||
+	    mdb_stat(txn, dbi, &st) || mdb_cursor_open(txn, dbi, &cur))
+		bench_die("reading the map with LMDB", -EIO);
+	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT)
+		for (size_t t = 0; t < NT; t++)
+			if (k.mv_size && *(const char *)k.mv_data == map_tables[t].byte) {
+				cnt[t]++;
+				ksum[t] += k.mv_size - 1;
+				vsum[t] += v.mv_size;
+			}
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	mdb_env_close(env);
+	for (size_t t = 0; t < NT; t++) {
+		double kavg = cnt[t] ? (double)ksum[t] / cnt[t] : 0, vavg = cnt[t] ? (double)vsum[t] / cnt[t] : 0;
+		printf("@table %s %s %zu %.1f %.1f %.1f\n", s->o->scale_label, map_tables[t].name, cnt[t], kavg,
+		       vavg, cnt[t] ? 11 + kavg + vavg : 0.0);
+		if (map_tables[t].byte == 'o')
+			s->vsize = (size_t)(vavg + 0.5);
+	}
+	uint64_t pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+	printf("@lmdb %s %zu %" PRIu64 " %" PRIu64 " %" PRIu64 " %u\n", s->o->scale_label, (size_t)st.ms_entries,
+	       (uint64_t)st.ms_branch_pages, (uint64_t)st.ms_leaf_pages, pages, st.ms_depth);
 }
 
 static void report_size(scale_run *s)
@@ -324,6 +311,7 @@ static void load_sqlite(scale_run *s, bench_sql **out)
 }
 
 enum { K_ENCODE, K_DECODE, K_FLOOR, K_FLOOR_NAMED, K_SQLDEC, K_LOOKUP, K_SQLLOOK, K_COUNT };
+#define PAIR_BLOCK 1000 /* operations per block of a paired measurement */
 
 static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor *fln)
 {
@@ -353,6 +341,13 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor
 	}
 	bench_series ser[K_COUNT][8];
 	memset(ser, 0, sizeof ser);
+	/* decode / floor from paired blocks, per thread count; [0] raw, [1] named */
+	size_t per = (s->o->ops / PAIR_BLOCK) * tmax * s->o->reps, npair[2][8] = { { 0 } };
+	double *pairs[2][8];
+	for (int f = 0; f < 2; f++)
+		for (unsigned int t = 0; t < tmax; t++)
+			if (!(pairs[f][t] = malloc(per * sizeof(double))))
+				bench_die("out of memory", -ENOMEM);
 	/* Repetitions interleave every kind, so machine noise hits all alike. */
 	for (unsigned int rep = 0; rep < s->o->reps; rep++) {
 		fprintf(stderr, "  [%s] read side, repetition %u/%u\n", s->o->scale_label, rep + 1, s->o->reps);
@@ -366,6 +361,10 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor
 				ser[k][t - 1].threads = t;
 				bench_series_add(&ser[k][t - 1], &r);
 			}
+			for (int f = 0; f < 2; f++)
+				npair[f][t - 1] += bench_measure_paired(pairs[f][t - 1] + npair[f][t - 1], &k_decode,
+				                                        ctx[K_DECODE], kinds[K_FLOOR + f],
+				                                        ctx[K_FLOOR + f], t, s->o->ops, PAIR_BLOCK);
 		}
 	}
 	const char *sc = s->o->scale_label;
@@ -373,8 +372,8 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor
 		for (int k = 0; k < K_COUNT; k++)
 			if (ser[k][t - 1].n)
 				bench_series_print(&ser[k][t - 1], sc);
-		bench_ratio_print(sc, "decode_over_floor", &ser[K_DECODE][t - 1], &ser[K_FLOOR][t - 1]);
-		bench_ratio_print(sc, "decode_over_named_floor", &ser[K_DECODE][t - 1], &ser[K_FLOOR_NAMED][t - 1]);
+		bench_pairs_print(sc, "decode_over_floor", t, pairs[0][t - 1], npair[0][t - 1]);
+		bench_pairs_print(sc, "decode_over_named_floor", t, pairs[1][t - 1], npair[1][t - 1]);
 		if (sql) {
 			bench_ratio_print(sc, "sqlite_decode_over_decode", &ser[K_SQLDEC][t - 1], &ser[K_DECODE][t - 1]);
 			bench_ratio_print(sc, "sqlite_lookup_over_lookup", &ser[K_SQLLOOK][t - 1],
@@ -383,6 +382,8 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor
 	}
 	for (unsigned int t = 0; t < tmax; t++) {
 		free(fr[t].fhs);
+		free(pairs[0][t]);
+		free(pairs[1][t]);
 		samples_free(&sm[t]);
 	}
 }

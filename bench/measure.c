@@ -125,6 +125,85 @@ void bench_measure_once(bench_result *out, const bench_kind *k, void *tctx, size
 	free(lat);
 }
 
+typedef struct pair_worker {
+	const bench_kind *k[2];
+	void *tctx[2];
+	size_t ops, block;
+	double *ratios; /* ops / block of them */
+	pthread_barrier_t *bar;
+	int rc;
+} pair_worker;
+
+static int run_block(const bench_kind *k, void *tctx, size_t from, size_t to, uint64_t *ns)
+{
+	uint64_t t0 = bench_now_ns();
+	for (size_t i = from; i < to; i++) {
+		int rc = k->op(tctx, i);
+		if (rc)
+			return rc;
+	}
+	*ns = bench_now_ns() - t0;
+	return 0;
+}
+
+static int run_pairs(pair_worker *w)
+{
+	uint64_t ns[2];
+	int rc = 0;
+	for (int j = 0; j < 2 && !rc; j++)
+		rc = run_block(w->k[j], w->tctx[j], 0, w->ops, &ns[j]);
+	for (size_t p = 0; p < w->ops / w->block && !rc; p++) {
+		size_t from = p * w->block, to = from + w->block;
+		int first = p & 1; /* alternate the order: neither kind always runs second */
+		rc = run_block(w->k[first], w->tctx[first], from, to, &ns[first]);
+		if (!rc)
+			rc = run_block(w->k[!first], w->tctx[!first], from, to, &ns[!first]);
+		w->ratios[p] = (double)ns[0] / (double)ns[1];
+	}
+	return rc;
+}
+
+static void *pair_main(void *arg)
+{
+	pair_worker *w = arg;
+	int rc = w->k[0]->init ? w->k[0]->init(w->tctx[0]) : 0;
+	if (!rc && w->k[1]->init)
+		rc = w->k[1]->init(w->tctx[1]);
+	pthread_barrier_wait(w->bar);
+	if (!rc)
+		rc = run_pairs(w);
+	for (int j = 0; j < 2; j++)
+		if (w->k[j]->fini)
+			w->k[j]->fini(w->tctx[j]);
+	w->rc = rc;
+	return NULL;
+}
+
+size_t bench_measure_paired(double *out, const bench_kind *a, void **ta, const bench_kind *b, void **tb,
+                            unsigned int threads, size_t ops, size_t block)
+{
+	pthread_barrier_t bar;
+	pair_worker w[8];
+	pthread_t tid[8];
+	size_t per = ops / block;
+	if (threads > 8 || !block)
+		bench_die("measure: bad paired run", 0);
+	pthread_barrier_init(&bar, NULL, threads);
+	for (unsigned int t = 0; t < threads; t++) {
+		w[t] = (pair_worker){ .k = { a, b }, .tctx = { ta[t], tb[t] }, .ops = ops, .block = block,
+			              .ratios = out + t * per, .bar = &bar };
+		if (pthread_create(&tid[t], NULL, pair_main, &w[t]) != 0)
+			bench_die("pthread_create", 0);
+	}
+	for (unsigned int t = 0; t < threads; t++) {
+		pthread_join(tid[t], NULL);
+		if (w[t].rc)
+			bench_die(a->name, w[t].rc);
+	}
+	pthread_barrier_destroy(&bar);
+	return per * threads;
+}
+
 void bench_series_add(bench_series *s, const bench_result *r)
 {
 	if (s->n < BENCH_MAX_REPS)
@@ -162,6 +241,16 @@ void bench_series_print(const bench_series *s, const char *scale)
 	double med = bench_series_median(s, 0);
 	printf("@lat %s %s %u %.0f %.0f %.0f %.1f\n", scale, s->name, s->threads, med,
 	       bench_series_median(s, 1), bench_series_median(s, 2), s->n ? 100.0 * (hi - lo) / med : 0.0);
+	fflush(stdout);
+}
+
+void bench_pairs_print(const char *scale, const char *name, unsigned int threads, double *v, size_t n)
+{
+	if (!n)
+		return;
+	qsort(v, n, sizeof *v, cmp_dbl);
+	printf("@ratio %s %s %u %.3f %.3f %.3f\n", scale, name, threads, median_of(v, (unsigned int)n),
+	       v[n / 10], v[n - 1 - n / 10]);
 	fflush(stdout);
 }
 

@@ -17,7 +17,8 @@ $1 == "@lat" {
 $1 == "@ratio" { ratio[$2, $3, $4] = $5; rlo[$2, $3, $4] = $6; rhi[$2, $3, $4] = $7; next }
 $1 == "@val" { val[$2, $3] = $4; valtext[$2, $3] = rest(4); vals[$2] = vals[$2] " " $3; next }
 $1 == "@size" { size[$2, $3] = $4; sizetext[$2, $3] = rest(4); next }
-$1 == "@table" { tables[$2] = tables[$2] sprintf("| %s | %s | %d | %.1f | %.1f | %d | %d | %.1f |\n", $2, $3, $4, $5, $6, $7, $8, $9); next }
+$1 == "@table" { tables[$2] = tables[$2] sprintf("| %s | %s | %d | %.1f | %.1f | %.1f |\n", $2, $3, $4, $5, $6, $7); next }
+$1 == "@lmdb" { lmdb[$2] = sprintf("| %s | %d | %d | %d | %d | %d |\n", $2, $3, $4, $5, $6, $7); next }
 $1 == "@mem" { memhwm[$2] = $3; memanon[$2] = $4; memfile[$2] = $5; next }
 $1 == "@peak" { peak[$2] = $3; next }
 $1 == "@skip" { skips = skips "- " rest(2) "\n"; next }
@@ -63,7 +64,10 @@ END {
 	print ""
 	print "## Targets"
 	print ""
-	print "| Target | Scale | Threads | Measured (median of repetitions; min–max) | Verdict |"
+	print "Decode-vs-floor rows: median of the paired-block ratios, with p10–p90 (see section 1–3). Other rows:"
+	print "median of the repetitions, with min–max."
+	print ""
+	print "| Target | Scale | Threads | Measured (median; range) | Verdict |"
 	print "| --- | --- | --- | --- | --- |"
 	for (i = 1; i <= nscales; i++) {
 		s = order[i]
@@ -118,10 +122,15 @@ END {
 	print "is MAC check + lookup + generation check of a 28-byte handle. `floor_mdb_get` is a bare LMDB table with"
 	print "the same keys (8-byte big-endian object numbers) and records of the same mean size, read with"
 	print "mdb_txn_renew / mdb_get / copy / mdb_txn_reset per operation; the raw floor keeps them in LMDB's main"
-	print "table, `floor_named_mdb_get` in a named table beside five others, as libfhmap does (see Analysis)."
+	print "table, as libfhmap does; `floor_named_mdb_get` in a named table beside five others, as libfhmap's"
+	print "format 1 did (see Analysis)."
 	print "`sqlite_decode` does the same MAC check on"
 	print "the same handle layout, then a prepared `SELECT ... WHERE ino=?` (WAL, mmap_size and a 256 MiB page"
 	print "cache, one connection per thread). `*_lookup_origin` is the reverse map: real handle → object."
+	print "The decode-vs-floor ratios come from paired blocks: in every repetition each thread runs decode and"
+	print "the floor over the same samples in alternating blocks of 1000 operations (decode first, then the floor"
+	print "first, and so on) and each pair of blocks gives one ratio of their times; a change of machine speed"
+	print "lasts longer than a block pair and so hits both alike. The latency table shows each kind on its own."
 	print "Median and p99 are per operation (one clock read per operation, included); ops/s comes from a"
 	print "separate pass without per-operation clocks; spread is (max − min) / median of the repetitions' medians."
 	print ""
@@ -195,12 +204,21 @@ END {
 		       memanon[s] / 1024, memfile[s] / 1024
 	}
 	print ""
-	print "Per table of the libfhmap map right after the bulk bind (pages are 4 KiB; B/entry = pages × page size / entries):"
+	print "Per table of the libfhmap map right after the bulk bind. All tables share LMDB's main table, each key"
+	print "led by its table byte; key sizes are without that byte; node B = LMDB's leaf node (8-byte header,"
+	print "2-byte slot, key with its table byte, value):"
 	print ""
-	print "| Scale | Table | Entries | Key B | Value B | Pages | Depth | B/entry |"
-	print "| --- | --- | --- | --- | --- | --- | --- | --- |"
+	print "| Scale | Table | Entries | Key B | Value B | Node B |"
+	print "| --- | --- | --- | --- | --- | --- |"
 	for (i = 1; i <= nscales; i++)
 		printf "%s", tables[order[i]]
+	print ""
+	print "The LMDB table as a whole (pages are 4 KiB):"
+	print ""
+	print "| Scale | Entries | Branch pages | Leaf pages | All pages | Depth |"
+	print "| --- | --- | --- | --- | --- | --- |"
+	for (i = 1; i <= nscales; i++)
+		printf "%s", lmdb[order[i]]
 	print ""
 	print "Peak RSS counts the mapped LMDB and SQLite pages the process touched (file-backed, shared with the"
 	print "page cache); RssAnon is the process's own memory (sample lists, SQLite page caches)."
