@@ -78,7 +78,8 @@ void bench_ratio_print(const char *scale, const char *name, const bench_series *
 /* Paired blocks: the per-operation cost of kind @p a over kind @p b. Each
  * of @p threads threads runs both over the same samples in alternating
  * blocks of @p block operations (a b, then b a), after one untimed pass of
- * each; every pair of blocks gives one ratio of their times. A change of
+ * each; each timed block follows an untimed warm-up block of its own kind,
+ * and every pair of blocks gives one ratio of their times. A change of
  * machine speed (another VM, a frequency step) lasts longer than a block
  * pair and so hits both kinds alike. Appends the ratios to @p out (room
  * for threads * ops / block more) and returns how many it added. */

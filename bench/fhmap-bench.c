@@ -311,7 +311,7 @@ static void load_sqlite(scale_run *s, bench_sql **out)
 }
 
 enum { K_ENCODE, K_DECODE, K_FLOOR, K_FLOOR_NAMED, K_SQLDEC, K_LOOKUP, K_SQLLOOK, K_COUNT };
-#define PAIR_BLOCK 1000 /* operations per block of a paired measurement */
+#define PAIR_BLOCK 10000 /* operations per block of a paired measurement */
 
 static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor *fln)
 {
@@ -342,7 +342,8 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor
 	bench_series ser[K_COUNT][8];
 	memset(ser, 0, sizeof ser);
 	/* decode / floor from paired blocks, per thread count; [0] raw, [1] named */
-	size_t per = (s->o->ops / PAIR_BLOCK) * tmax * s->o->reps, npair[2][8] = { { 0 } };
+	size_t block = s->o->ops < PAIR_BLOCK ? s->o->ops : PAIR_BLOCK;
+	size_t per = (s->o->ops / block) * tmax * s->o->reps, npair[2][8] = { { 0 } };
 	double *pairs[2][8];
 	for (int f = 0; f < 2; f++)
 		for (unsigned int t = 0; t < tmax; t++)
@@ -364,7 +365,7 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor
 			for (int f = 0; f < 2; f++)
 				npair[f][t - 1] += bench_measure_paired(pairs[f][t - 1] + npair[f][t - 1], &k_decode,
 				                                        ctx[K_DECODE], kinds[K_FLOOR + f],
-				                                        ctx[K_FLOOR + f], t, s->o->ops, PAIR_BLOCK);
+				                                        ctx[K_FLOOR + f], t, s->o->ops, block);
 		}
 	}
 	const char *sc = s->o->scale_label;

@@ -521,9 +521,14 @@ static int state_valid(const fhmap__rec *r)
 	}
 }
 
+/* One pass, inline: names are short, and two memchr() calls cost more
+ * than the scan on the decode path. */
 static int name_valid(const char *name, size_t len)
 {
-	return !memchr(name, '/', len) && !memchr(name, '\0', len);
+	for (size_t i = 0; i < len; i++)
+		if (name[i] == '/' || name[i] == '\0')
+			return 0;
+	return 1;
 }
 
 int fhmap__rec_parse(fhmap__rec *r, uint64_t ino, const MDB_val *val)
