@@ -1,0 +1,175 @@
+/* Page verification at open (FHMAP_OPEN_VERIFY). LMDB 0.9 trusts its page
+ * and node headers: a damaged page can make it follow a wild pointer and
+ * crash the process. So a forked child walks every table and touches every
+ * key and value; if LMDB or the walk faults, the child dies, not the
+ * caller, and the map is reported as damaged. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fhmap_int.h"
+
+/* Exit codes of the child; an errno value is passed as VERIFY_ERRNO + e. */
+#define VERIFY_CLEAN 0
+#define VERIFY_CORRUPTED 1     /* MDB_CORRUPTED */
+#define VERIFY_PAGE_NOTFOUND 2 /* MDB_PAGE_NOTFOUND */
+#define VERIFY_OTHER 3         /* an LMDB error with no errno equivalent */
+#define VERIFY_ERRNO 8
+
+/* Where the folded bytes go, so that no compiler drops the reads. */
+static volatile uint64_t verify_sum;
+
+/* Reads every byte of @v. Not instrumented: under ASan a wild pointer must
+ * fault like it does in LMDB, not raise a sanitizer report. */
+__attribute__((no_sanitize_address)) static uint64_t fold(uint64_t sum, const MDB_val *v)
+{
+	const volatile unsigned char *p = v->mv_data;
+
+	for (size_t i = 0; i < v->mv_size; i++)
+		sum = sum * 31 + p[i];
+	return sum;
+}
+
+/* Walks one table with a cursor, from its first entry to its last. */
+static int walk(MDB_txn *txn, MDB_dbi dbi)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	uint64_t sum = 0;
+	int rc = mdb_cursor_open(txn, dbi, &c);
+
+	if (rc)
+		return rc;
+	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0)
+		sum = fold(fold(sum, &k), &v);
+	mdb_cursor_close(c);
+	verify_sum += sum;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* The named sub-databases: every key of the main table that opens as one. */
+static int walk_named(MDB_txn *txn)
+{
+	char name[512];
+	MDB_cursor *c;
+	MDB_val k, v;
+	MDB_dbi dbi;
+	int rc = mdb_cursor_open(txn, 1, &c);
+
+	if (rc)
+		return rc;
+	while (rc == 0 && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+		if (k.mv_size >= sizeof(name) || memchr(k.mv_data, '\0', k.mv_size))
+			continue;
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = '\0';
+		rc = mdb_dbi_open(txn, name, 0, &dbi);
+		if (rc == 0)
+			rc = walk(txn, dbi);
+		else if (rc == MDB_INCOMPATIBLE)
+			rc = 0; /* a plain record, not a sub-database */
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Opens the map read-only as fhmap_open would and walks LMDB's free list
+ * (DBI 0, as mdb_stat -f does), the main table (DBI 1) and the named
+ * sub-databases. Returns an LMDB code or errno value. */
+static int walk_map(const char *path, const fhmap_open_options *o)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	int rc = mdb_env_create(&env);
+
+	if (rc)
+		return rc;
+	mdb_env_set_maxdbs(env, FHMAP__DB_COUNT);
+	mdb_env_set_mapsize(env, o->map_size);
+	if (o->max_readers)
+		mdb_env_set_maxreaders(env, o->max_readers);
+	rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOTLS, 0600);
+	if (rc == 0 && (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) == 0) {
+		if ((rc = walk(txn, 0)) == 0 && (rc = walk(txn, 1)) == 0)
+			rc = walk_named(txn);
+		/* Frees the reader slot: a slot of a dead process pins pages. */
+		mdb_txn_abort(txn);
+	}
+	mdb_env_close(env);
+	return rc;
+}
+
+static int exit_code(int rc)
+{
+	int e;
+
+	if (rc == 0)
+		return VERIFY_CLEAN;
+	if (rc == MDB_CORRUPTED)
+		return VERIFY_CORRUPTED;
+	if (rc == MDB_PAGE_NOTFOUND)
+		return VERIFY_PAGE_NOTFOUND;
+	e = -fhmap__err(rc);
+	return e > 0 && e <= 255 - VERIFY_ERRNO ? VERIFY_ERRNO + e : VERIFY_OTHER;
+}
+
+static __attribute__((noreturn)) void child(const char *path, const fhmap_open_options *o)
+{
+	static const int fatal[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+	struct rlimit none = { 0, 0 };
+
+	/* A crash must end this process as a signal the parent sees, not run
+	 * the handlers of a sanitizer or fuzzer that would report it as the
+	 * caller's; and leave no core file. */
+	for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+		signal(fatal[i], SIG_DFL);
+	setrlimit(RLIMIT_CORE, &none);
+	_exit(exit_code(walk_map(path, o)));
+}
+
+static int result(int status)
+{
+	int code;
+
+	if (WIFSIGNALED(status))
+		return -EUCLEAN;
+	if (!WIFEXITED(status))
+		return -EIO;
+	code = WEXITSTATUS(status);
+	switch (code) {
+	case VERIFY_CLEAN:
+		return 0;
+	case VERIFY_CORRUPTED:
+	case VERIFY_PAGE_NOTFOUND:
+		return -EUCLEAN;
+	case VERIFY_OTHER:
+		return -EIO;
+	default:
+		return code > VERIFY_ERRNO ? -(code - VERIFY_ERRNO) : -EIO;
+	}
+}
+
+int fhmap__verify(const char *path, const fhmap_open_options *o)
+{
+	char data[FHMAP_PATH_MAX];
+	int status;
+	pid_t pid;
+
+	if (snprintf(data, sizeof(data), "%s/data.mdb", path) >= (int)sizeof(data))
+		return -ENAMETOOLONG;
+	if (access(data, F_OK) != 0)
+		/* A map about to be created has nothing to verify yet. */
+		return errno == ENOENT && (o->flags & FHMAP_OPEN_CREATE) ? 0 : -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0)
+		child(path, o);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return result(status);
+}
