@@ -223,6 +223,10 @@ START_TEST(missing_and_new_maps)
 	char p[600];
 	fhmap *m = NULL;
 
+	/* The verifying child exits without freeing the map it inherits:
+	 * under valgrind that is a leak, and the child's exit status 99. */
+	fhmap_close(fx.map);
+	fx.map = NULL;
 	fx_path(p, sizeof(p), "nothing-here");
 	ck_assert_int_eq(open_flags(&m, p, FHMAP_OPEN_VERIFY), -ENOENT);
 	ck_assert_int_eq(open_flags(&m, p, FHMAP_OPEN_RDONLY | FHMAP_OPEN_VERIFY), -ENOENT);
