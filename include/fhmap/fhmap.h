@@ -115,7 +115,8 @@ typedef enum fhmap_sync_mode {
  * its first entry to its last (LMDB's free list, the main table and every
  * sub-database), reading every byte of every key and value. If the child
  * crashes or LMDB reports a damaged page, fhmap_open() fails with -EUCLEAN
- * and the caller never touches the damaged map; nothing is written to it.
+ * and the caller never touches the damaged map (the child only reads
+ * data.mdb; like any reader it takes a slot in lock.mdb).
  * The cost is linear in the size of the map (every page is read once; see
  * docs/reliability.md for figures). It covers damage present at open, not
  * damage that happens later while the map is open, nor damage LMDB can read
