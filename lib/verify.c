@@ -50,6 +50,47 @@ static int walk(MDB_txn *txn, MDB_dbi dbi)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* A record of LMDB's free list: a count, then that many page numbers, each
+ * naming a page in use (2 to @last; 0 and 1 are the meta pages). Nodes are
+ * only 2-byte aligned: the words are copied out. */
+static int free_record_ok(const MDB_val *v, size_t last)
+{
+	const unsigned char *p = v->mv_data;
+	size_t n, pg;
+
+	if (v->mv_size < sizeof(n))
+		return 0;
+	memcpy(&n, p, sizeof(n));
+	if (n > v->mv_size / sizeof(n) - 1)
+		return 0;
+	for (size_t i = 1; i <= n; i++) {
+		memcpy(&pg, p + i * sizeof(pg), sizeof(pg));
+		if (pg < 2 || pg > last)
+			return 0;
+	}
+	return 1;
+}
+
+/* LMDB's free list (DBI 0, as mdb_stat -f reads it). LMDB hands its pages
+ * to later updates unchecked: a wild one would make an update write outside
+ * the map. */
+static int walk_free(MDB_txn *txn, size_t last)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc = walk(txn, 0);
+
+	if (rc || (rc = mdb_cursor_open(txn, 0, &c)) != 0)
+		return rc;
+	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0)
+		if (!free_record_ok(&v, last)) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* The named sub-databases: every key of the main table that opens as one. */
 static int walk_named(MDB_txn *txn)
 {
@@ -76,11 +117,12 @@ static int walk_named(MDB_txn *txn)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Opens the map read-only as fhmap_open would and walks LMDB's free list
- * (DBI 0, as mdb_stat -f does), the main table (DBI 1) and the named
- * sub-databases. Returns an LMDB code or errno value. */
+/* Opens the map read-only as fhmap_open would and walks LMDB's free list,
+ * the main table (DBI 1) and the named sub-databases. Returns an LMDB code
+ * or errno value. */
 static int walk_map(const char *path, const fhmap_open_options *o)
 {
+	MDB_envinfo info;
 	MDB_env *env;
 	MDB_txn *txn;
 	int rc = mdb_env_create(&env);
@@ -93,7 +135,8 @@ static int walk_map(const char *path, const fhmap_open_options *o)
 		mdb_env_set_maxreaders(env, o->max_readers);
 	rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOTLS, 0600);
 	if (rc == 0 && (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) == 0) {
-		if ((rc = walk(txn, 0)) == 0 && (rc = walk(txn, 1)) == 0)
+		mdb_env_info(env, &info);
+		if ((rc = walk_free(txn, info.me_last_pgno)) == 0 && (rc = walk(txn, 1)) == 0)
 			rc = walk_named(txn);
 		/* Frees the reader slot: a slot of a dead process pins pages. */
 		mdb_txn_abort(txn);
