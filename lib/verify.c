@@ -33,8 +33,40 @@ __attribute__((no_sanitize_address)) static uint64_t fold(uint64_t sum, const MD
 	return sum;
 }
 
-/* Walks one table with a cursor, from its first entry to its last. */
-static int walk(MDB_txn *txn, MDB_dbi dbi)
+/* LMDB 0.9 page header: flags at 10, then lower (end of the node offsets)
+ * and upper (start of the nodes); a leaf node is 8 bytes, then its key. */
+#define PG_FLAGS 10
+#define PG_LOWER 12
+#define PG_UPPER 14
+#define PG_HDR 16
+#define P_LEAF 0x02
+#define NODE_HDR 8
+
+static unsigned int pg_u16(const unsigned char *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return v;
+}
+
+/* The leaf page that holds key @k, found by address (the map is
+ * page-aligned), must be a leaf with sane bounds holding the whole key
+ * among its nodes. Reading tolerates a bad header; copying the page for an
+ * update (upper - lower bytes) does not. */
+static int leaf_ok(const MDB_val *k, size_t psize)
+{
+	const unsigned char *key = k->mv_data;
+	const unsigned char *page = (const unsigned char *)((uintptr_t)key & ~(uintptr_t)(psize - 1));
+	unsigned int lower = pg_u16(page + PG_LOWER), upper = pg_u16(page + PG_UPPER);
+
+	return (pg_u16(page + PG_FLAGS) & P_LEAF) && lower >= PG_HDR && lower <= upper && upper <= psize &&
+	       key - NODE_HDR >= page + upper && key + k->mv_size <= page + psize;
+}
+
+/* Walks one table with a cursor, from its first entry to its last, and
+ * checks each leaf (with @psize 0, only reads). */
+static int walk(MDB_txn *txn, MDB_dbi dbi, size_t psize)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
@@ -43,8 +75,13 @@ static int walk(MDB_txn *txn, MDB_dbi dbi)
 
 	if (rc)
 		return rc;
-	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0)
+	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
 		sum = fold(fold(sum, &k), &v);
+		if (psize && !leaf_ok(&k, psize)) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+	}
 	mdb_cursor_close(c);
 	verify_sum += sum;
 	return rc == MDB_NOTFOUND ? 0 : rc;
@@ -74,11 +111,11 @@ static int free_record_ok(const MDB_val *v, size_t last)
 /* LMDB's free list (DBI 0, as mdb_stat -f reads it). LMDB hands its pages
  * to later updates unchecked: a wild one would make an update write outside
  * the map. */
-static int walk_free(MDB_txn *txn, size_t last)
+static int walk_free(MDB_txn *txn, size_t last, size_t psize)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
-	int rc = walk(txn, 0);
+	int rc = walk(txn, 0, psize);
 
 	if (rc || (rc = mdb_cursor_open(txn, 0, &c)) != 0)
 		return rc;
@@ -92,7 +129,7 @@ static int walk_free(MDB_txn *txn, size_t last)
 }
 
 /* The named sub-databases: every key of the main table that opens as one. */
-static int walk_named(MDB_txn *txn)
+static int walk_named(MDB_txn *txn, size_t psize)
 {
 	char name[512];
 	MDB_cursor *c;
@@ -109,7 +146,7 @@ static int walk_named(MDB_txn *txn)
 		name[k.mv_size] = '\0';
 		rc = mdb_dbi_open(txn, name, 0, &dbi);
 		if (rc == 0)
-			rc = walk(txn, dbi);
+			rc = walk(txn, dbi, psize);
 		else if (rc == MDB_INCOMPATIBLE)
 			rc = 0; /* a plain record, not a sub-database */
 	}
@@ -123,7 +160,9 @@ static int walk_named(MDB_txn *txn)
 static int walk_map(const char *path, const fhmap_open_options *o)
 {
 	MDB_envinfo info;
+	MDB_stat st;
 	MDB_env *env;
+	size_t psize;
 	MDB_txn *txn;
 	int rc = mdb_env_create(&env);
 
@@ -136,8 +175,12 @@ static int walk_map(const char *path, const fhmap_open_options *o)
 	rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOTLS, 0600);
 	if (rc == 0 && (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) == 0) {
 		mdb_env_info(env, &info);
-		if ((rc = walk_free(txn, info.me_last_pgno)) == 0 && (rc = walk(txn, 1)) == 0)
-			rc = walk_named(txn);
+		mdb_env_stat(env, &st);
+		/* Pages are found by address only if they are as big as the
+		 * system's (a map made on a machine with larger pages is not). */
+		psize = st.ms_psize == (unsigned int)sysconf(_SC_PAGESIZE) ? st.ms_psize : 0;
+		if ((rc = walk_free(txn, info.me_last_pgno, psize)) == 0 && (rc = walk(txn, 1, psize)) == 0)
+			rc = walk_named(txn, psize);
 		/* Frees the reader slot: a slot of a dead process pins pages. */
 		mdb_txn_abort(txn);
 	}
