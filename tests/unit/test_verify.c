@@ -147,6 +147,39 @@ static void damage_leaf(unsigned char *img, size_t pg, size_t psize)
 	put_u16(p + PG_PTRS, node);
 }
 
+/* File offset of the first page number on LMDB's free list (DBI 0: per
+ * transaction id, a count and that many page numbers). */
+static size_t free_list_entry(size_t *psize)
+{
+	MDB_stat st;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, v;
+	uint64_t count;
+	size_t off;
+
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	ck_assert_int_eq(mdb_env_open(env, fx.db, MDB_RDONLY, 0600), 0);
+	mdb_env_stat(env, &st);
+	*psize = st.ms_psize;
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(mdb_cursor_open(txn, 0, &c), 0);
+	ck_assert_int_eq(mdb_cursor_get(c, &k, &v, MDB_FIRST), 0);
+	memcpy(&count, v.mv_data, 8);
+	ck_assert_uint_gt(count, 0);
+	{
+		const unsigned char *mapped = (const unsigned char *)((uintptr_t)v.mv_data & ~(uintptr_t)(*psize - 1));
+
+		off = (size_t)le64toh(*(const uint64_t *)mapped) * *psize +
+		      (size_t)((const unsigned char *)v.mv_data - mapped) + 8;
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return off;
+}
+
 /* Opens @path without verification and reads everything in a child;
  * returns its wait status (exit 0: every call succeeded). */
 static int use_unverified(const char *path)
@@ -218,6 +251,35 @@ START_TEST(damaged_page_refused)
 }
 END_TEST
 
+START_TEST(damaged_free_list_refused)
+{
+	unsigned char *img, *after;
+	uint64_t wild = 0x7fffffff;
+	size_t size, size2, psize, off;
+	char data[600];
+	fhmap *m = NULL;
+
+	populate(); /* its batches leave pages on the free list */
+	snprintf(data, sizeof(data), "%s/data.mdb", fx.db);
+	CK_OK(open_flags(&m, fx.db, FHMAP_OPEN_VERIFY));
+	fhmap_close(m);
+	m = NULL;
+	img = read_all(data, &size);
+	off = free_list_entry(&psize);
+	ck_assert_uint_le(off + 8, size);
+	/* A page far outside the file: a later update would reuse it. */
+	memcpy(img + off, &wild, 8);
+	write_all(data, img, size);
+	ck_assert_int_eq(open_flags(&m, fx.db, FHMAP_OPEN_VERIFY), -EUCLEAN);
+	ck_assert_ptr_null(m);
+	after = read_all(data, &size2);
+	ck_assert_uint_eq(size2, size);
+	ck_assert_mem_eq(after, img, size);
+	free(after);
+	free(img);
+}
+END_TEST
+
 START_TEST(missing_and_new_maps)
 {
 	char p[600];
@@ -245,6 +307,7 @@ int main(void)
 	Suite *s = fx_suite("verify", &tc);
 
 	tcase_add_test(tc, damaged_page_refused);
+	tcase_add_test(tc, damaged_free_list_refused);
 	tcase_add_test(tc, missing_and_new_maps);
 	return fx_run(s);
 }
