@@ -34,12 +34,15 @@ __attribute__((no_sanitize_address)) static uint64_t fold(uint64_t sum, const MD
 }
 
 /* LMDB 0.9 page header: flags at 10, then lower (end of the node offsets)
- * and upper (start of the nodes); a leaf node is 8 bytes, then its key. */
+ * and upper (start of the nodes), or on an overflow page its page count; a
+ * leaf node is 8 bytes, its key, then its value unless that overflows. */
 #define PG_FLAGS 10
 #define PG_LOWER 12
 #define PG_UPPER 14
+#define PG_PAGES 12
 #define PG_HDR 16
 #define P_LEAF 0x02
+#define P_OVERFLOW 0x04
 #define NODE_HDR 8
 
 static unsigned int pg_u16(const unsigned char *p)
@@ -50,22 +53,35 @@ static unsigned int pg_u16(const unsigned char *p)
 	return v;
 }
 
-/* The leaf page that holds key @k, found by address (the map is
- * page-aligned), must be a leaf with sane bounds holding the whole key
- * among its nodes. Reading tolerates a bad header; copying the page for an
- * update (upper - lower bytes) does not. */
-static int leaf_ok(const MDB_val *k, size_t psize)
+static const unsigned char *page_of(const void *p, size_t psize)
 {
-	const unsigned char *key = k->mv_data;
-	const unsigned char *page = (const unsigned char *)((uintptr_t)key & ~(uintptr_t)(psize - 1));
-	unsigned int lower = pg_u16(page + PG_LOWER), upper = pg_u16(page + PG_UPPER);
+	return (const unsigned char *)((uintptr_t)p & ~(uintptr_t)(psize - 1));
+}
 
-	return (pg_u16(page + PG_FLAGS) & P_LEAF) && lower >= PG_HDR && lower <= upper && upper <= psize &&
-	       key - NODE_HDR >= page + upper && key + k->mv_size <= page + psize;
+/* An entry must lie where its page says: the leaf holding key @k, found by
+ * address (the map is page-aligned), a leaf with sane bounds holding the
+ * whole node among its nodes; a value that is not in the node, on overflow
+ * pages that hold all of it. Reading tolerates bad bounds and sizes; the
+ * updates that copy, shift or free the page trust them. */
+static int entry_ok(const MDB_val *k, const MDB_val *v, size_t psize)
+{
+	const unsigned char *key = k->mv_data, *val = v->mv_data;
+	const unsigned char *page = page_of(key, psize), *ovf = page_of(val, psize);
+	unsigned int lower = pg_u16(page + PG_LOWER), upper = pg_u16(page + PG_UPPER);
+	uint32_t pages;
+
+	if (!(pg_u16(page + PG_FLAGS) & P_LEAF) || lower < PG_HDR || lower > upper || upper > psize ||
+	    key - NODE_HDR < page + upper || key + k->mv_size > page + psize)
+		return 0;
+	if (val == key + k->mv_size)
+		return val + v->mv_size <= page + psize;
+	memcpy(&pages, ovf + PG_PAGES, 4);
+	return (pg_u16(ovf + PG_FLAGS) & P_OVERFLOW) && val == ovf + PG_HDR &&
+	       (uint64_t)pages * psize >= PG_HDR + v->mv_size;
 }
 
 /* Walks one table with a cursor, from its first entry to its last, and
- * checks each leaf (with @psize 0, only reads). */
+ * checks where each entry lies (with @psize 0, only reads). */
 static int walk(MDB_txn *txn, MDB_dbi dbi, size_t psize)
 {
 	MDB_cursor *c;
@@ -77,7 +93,7 @@ static int walk(MDB_txn *txn, MDB_dbi dbi, size_t psize)
 		return rc;
 	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
 		sum = fold(fold(sum, &k), &v);
-		if (psize && !leaf_ok(&k, psize)) {
+		if (psize && !entry_ok(&k, &v, psize)) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
