@@ -53,9 +53,29 @@ static unsigned int pg_u16(const unsigned char *p)
 	return v;
 }
 
+/* What the walk knows of the map's pages. */
+struct pages {
+	size_t psize;   /* 0: pages are not checked */
+	uintptr_t base; /* where page 0 is mapped, from the first page seen */
+};
+
 static const unsigned char *page_of(const void *p, size_t psize)
 {
 	return (const unsigned char *)((uintptr_t)p & ~(uintptr_t)(psize - 1));
+}
+
+/* A page header starts with the page's own number, which updates assert:
+ * every page must place page 0 at the same address. */
+static int pgno_ok(struct pages *pg, const unsigned char *page)
+{
+	uint64_t no;
+	uintptr_t base;
+
+	memcpy(&no, page, 8);
+	base = (uintptr_t)page - (uintptr_t)(no * pg->psize);
+	if (!pg->base)
+		pg->base = base;
+	return base == pg->base;
 }
 
 /* An entry must lie where its page says: the leaf holding key @k, found by
@@ -63,26 +83,27 @@ static const unsigned char *page_of(const void *p, size_t psize)
  * whole node among its nodes; a value that is not in the node, on overflow
  * pages that hold all of it. Reading tolerates bad bounds and sizes; the
  * updates that copy, shift or free the page trust them. */
-static int entry_ok(const MDB_val *k, const MDB_val *v, size_t psize)
+static int entry_ok(struct pages *pg, const MDB_val *k, const MDB_val *v)
 {
+	size_t psize = pg->psize;
 	const unsigned char *key = k->mv_data, *val = v->mv_data;
 	const unsigned char *page = page_of(key, psize), *ovf = page_of(val, psize);
 	unsigned int lower = pg_u16(page + PG_LOWER), upper = pg_u16(page + PG_UPPER);
 	uint32_t pages;
 
-	if (!(pg_u16(page + PG_FLAGS) & P_LEAF) || lower < PG_HDR || lower > upper || upper > psize ||
-	    key - NODE_HDR < page + upper || key + k->mv_size > page + psize)
+	if (!pgno_ok(pg, page) || !(pg_u16(page + PG_FLAGS) & P_LEAF) || lower < PG_HDR || lower > upper ||
+	    upper > psize || key - NODE_HDR < page + upper || key + k->mv_size > page + psize)
 		return 0;
 	if (val == key + k->mv_size)
 		return val + v->mv_size <= page + psize;
 	memcpy(&pages, ovf + PG_PAGES, 4);
-	return (pg_u16(ovf + PG_FLAGS) & P_OVERFLOW) && val == ovf + PG_HDR &&
+	return pgno_ok(pg, ovf) && (pg_u16(ovf + PG_FLAGS) & P_OVERFLOW) && val == ovf + PG_HDR &&
 	       (uint64_t)pages * psize >= PG_HDR + v->mv_size;
 }
 
 /* Walks one table with a cursor, from its first entry to its last, and
- * checks where each entry lies (with @psize 0, only reads). */
-static int walk(MDB_txn *txn, MDB_dbi dbi, size_t psize)
+ * checks where each entry lies. */
+static int walk(MDB_txn *txn, MDB_dbi dbi, struct pages *pg)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
@@ -93,7 +114,7 @@ static int walk(MDB_txn *txn, MDB_dbi dbi, size_t psize)
 		return rc;
 	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
 		sum = fold(fold(sum, &k), &v);
-		if (psize && !entry_ok(&k, &v, psize)) {
+		if (pg->psize && !entry_ok(pg, &k, &v)) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
@@ -127,11 +148,11 @@ static int free_record_ok(const MDB_val *v, size_t last)
 /* LMDB's free list (DBI 0, as mdb_stat -f reads it). LMDB hands its pages
  * to later updates unchecked: a wild one would make an update write outside
  * the map. */
-static int walk_free(MDB_txn *txn, size_t last, size_t psize)
+static int walk_free(MDB_txn *txn, size_t last, struct pages *pg)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
-	int rc = walk(txn, 0, psize);
+	int rc = walk(txn, 0, pg);
 
 	if (rc || (rc = mdb_cursor_open(txn, 0, &c)) != 0)
 		return rc;
@@ -145,7 +166,7 @@ static int walk_free(MDB_txn *txn, size_t last, size_t psize)
 }
 
 /* The named sub-databases: every key of the main table that opens as one. */
-static int walk_named(MDB_txn *txn, size_t psize)
+static int walk_named(MDB_txn *txn, struct pages *pg)
 {
 	char name[512];
 	MDB_cursor *c;
@@ -162,7 +183,7 @@ static int walk_named(MDB_txn *txn, size_t psize)
 		name[k.mv_size] = '\0';
 		rc = mdb_dbi_open(txn, name, 0, &dbi);
 		if (rc == 0)
-			rc = walk(txn, dbi, psize);
+			rc = walk(txn, dbi, pg);
 		else if (rc == MDB_INCOMPATIBLE)
 			rc = 0; /* a plain record, not a sub-database */
 	}
@@ -178,7 +199,7 @@ static int walk_map(const char *path, const fhmap_open_options *o)
 	MDB_envinfo info;
 	MDB_stat st;
 	MDB_env *env;
-	size_t psize;
+	struct pages pg = { 0, 0 };
 	MDB_txn *txn;
 	int rc = mdb_env_create(&env);
 
@@ -194,9 +215,10 @@ static int walk_map(const char *path, const fhmap_open_options *o)
 		mdb_env_stat(env, &st);
 		/* Pages are found by address only if they are as big as the
 		 * system's (a map made on a machine with larger pages is not). */
-		psize = st.ms_psize == (unsigned int)sysconf(_SC_PAGESIZE) ? st.ms_psize : 0;
-		if ((rc = walk_free(txn, info.me_last_pgno, psize)) == 0 && (rc = walk(txn, 1, psize)) == 0)
-			rc = walk_named(txn, psize);
+		if (st.ms_psize == (unsigned int)sysconf(_SC_PAGESIZE))
+			pg.psize = st.ms_psize;
+		if ((rc = walk_free(txn, info.me_last_pgno, &pg)) == 0 && (rc = walk(txn, 1, &pg)) == 0)
+			rc = walk_named(txn, &pg);
 		/* Frees the reader slot: a slot of a dead process pins pages. */
 		mdb_txn_abort(txn);
 	}

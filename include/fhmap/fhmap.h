@@ -115,8 +115,8 @@ typedef enum fhmap_sync_mode {
  * its first entry to its last (LMDB's free list, the main table and every
  * sub-database), reading every byte of every key and value, and checks
  * that every entry lies inside its leaf page (or its overflow pages), the
- * bounds in every leaf page header, and that every page on the free list
- * lies inside the map. If the child
+ * number and bounds in the header of every such page, and that every page
+ * on the free list lies inside the map. If the child
  * crashes or finds a damaged page, fhmap_open() fails with -EUCLEAN
  * and the caller never touches the damaged map (the child only reads
  * data.mdb; like any reader it takes a slot in lock.mdb).
