@@ -22,9 +22,13 @@
 /* Where the folded bytes go, so that no compiler drops the reads. */
 static volatile uint64_t verify_sum;
 
-/* Reads every byte of @v. Not instrumented: under ASan a wild pointer must
- * fault like it does in LMDB, not raise a sanitizer report. */
-__attribute__((no_sanitize_address)) static uint64_t fold(uint64_t sum, const MDB_val *v)
+/* The functions that read the map through pointers LMDB derived from it
+ * are not instrumented: under ASan a wild pointer must fault as it does in
+ * LMDB, not raise a sanitizer report. */
+#define MAP_READER __attribute__((no_sanitize_address))
+
+/* Reads every byte of @v. */
+MAP_READER static uint64_t fold(uint64_t sum, const MDB_val *v)
 {
 	const volatile unsigned char *p = v->mv_data;
 
@@ -45,7 +49,7 @@ __attribute__((no_sanitize_address)) static uint64_t fold(uint64_t sum, const MD
 #define P_OVERFLOW 0x04
 #define NODE_HDR 8
 
-static unsigned int pg_u16(const unsigned char *p)
+MAP_READER static unsigned int pg_u16(const unsigned char *p)
 {
 	uint16_t v;
 
@@ -66,7 +70,7 @@ static const unsigned char *page_of(const void *p, size_t psize)
 
 /* A page header starts with the page's own number, which updates assert:
  * every page must place page 0 at the same address. */
-static int pgno_ok(struct pages *pg, const unsigned char *page)
+MAP_READER static int pgno_ok(struct pages *pg, const unsigned char *page)
 {
 	uint64_t no;
 	uintptr_t base;
@@ -83,19 +87,20 @@ static int pgno_ok(struct pages *pg, const unsigned char *page)
  * whole node among its nodes; a value that is not in the node, on overflow
  * pages that hold all of it. Reading tolerates bad bounds and sizes; the
  * updates that copy, shift or free the page trust them. */
-static int entry_ok(struct pages *pg, const MDB_val *k, const MDB_val *v)
+MAP_READER static int entry_ok(struct pages *pg, const MDB_val *k, const MDB_val *v)
 {
 	size_t psize = pg->psize;
 	const unsigned char *key = k->mv_data, *val = v->mv_data;
 	const unsigned char *page = page_of(key, psize), *ovf = page_of(val, psize);
 	unsigned int lower = pg_u16(page + PG_LOWER), upper = pg_u16(page + PG_UPPER);
+	size_t at = (size_t)(key - page), end = at + k->mv_size; /* of the key */
 	uint32_t pages;
 
 	if (!pgno_ok(pg, page) || !(pg_u16(page + PG_FLAGS) & P_LEAF) || lower < PG_HDR || lower > upper ||
-	    upper > psize || key - NODE_HDR < page + upper || key + k->mv_size > page + psize)
+	    upper > psize || at < upper + NODE_HDR || end > psize)
 		return 0;
-	if (val == key + k->mv_size)
-		return val + v->mv_size <= page + psize;
+	if ((uintptr_t)val == (uintptr_t)page + end)
+		return end + v->mv_size <= psize;
 	memcpy(&pages, ovf + PG_PAGES, 4);
 	return pgno_ok(pg, ovf) && (pg_u16(ovf + PG_FLAGS) & P_OVERFLOW) && val == ovf + PG_HDR &&
 	       (uint64_t)pages * psize >= PG_HDR + v->mv_size;
