@@ -188,6 +188,11 @@ int fhmap__layer_role(MDB_txn *txn, fhmap *m, uint32_t id, fhmap_layer_role *rol
 int fhmap__layer_fd(fhmap *m, uint32_t id, int *fd);
 void fhmap__layer_fds_close(fhmap *m);
 
+/* ---- verify.c ---- */
+/* FHMAP_OPEN_VERIFY: walks the map at @path in a child process before it is
+ * opened (@o: the checked open options). 0, -EUCLEAN or another -errno. */
+int fhmap__verify(const char *path, const fhmap_open_options *o);
+
 /* ---- siphash.c ---- */
 uint64_t fhmap__siphash24(const uint64_t key[2], const void *data, size_t len);
 

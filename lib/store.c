@@ -725,7 +725,7 @@ static int check_options(fhmap_open_options *o, const fhmap_open_options *given)
 	*o = given ? *given : def;
 	if (o->version != FHMAP_OPEN_OPTIONS_VERSION)
 		return -EINVAL;
-	if (o->flags & ~(FHMAP_OPEN_CREATE | FHMAP_OPEN_RDONLY))
+	if (o->flags & ~(FHMAP_OPEN_CREATE | FHMAP_OPEN_RDONLY | FHMAP_OPEN_VERIFY))
 		return -EINVAL;
 	if ((o->flags & FHMAP_OPEN_CREATE) && (o->flags & FHMAP_OPEN_RDONLY))
 		return -EINVAL;
@@ -872,6 +872,8 @@ int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
 	if ((rc = check_options(&o, opts)) != 0)
 		return rc;
 	if ((rc = check_path(path, !!(o.flags & FHMAP_OPEN_CREATE))) != 0)
+		return rc;
+	if ((o.flags & FHMAP_OPEN_VERIFY) && (rc = fhmap__verify(path, &o)) != 0)
 		return rc;
 	if (!(m = calloc(1, sizeof(*m))))
 		return -ENOMEM;

@@ -28,6 +28,7 @@ const char *check_kind_name(enum check_kind kind)
 		[CHECK_HANDLE_STALE] = "handle-stale",
 		[CHECK_HINT_MISSING] = "hint-missing",
 		[CHECK_HINT_MISMATCH] = "hint-mismatch",
+		[CHECK_MAP_DAMAGED] = "map-damaged",
 	};
 
 	return names[kind];

@@ -18,7 +18,8 @@ enum check_kind {
 	CHECK_LAYER_UNREACHABLE, /* --deep: a layer root cannot be opened */
 	CHECK_HANDLE_STALE,      /* --deep: a real handle no longer opens */
 	CHECK_HINT_MISSING,      /* --deep: no file at the name hint */
-	CHECK_HINT_MISMATCH      /* --deep: the file at the name hint is another one */
+	CHECK_HINT_MISMATCH,     /* --deep: the file at the name hint is another one */
+	CHECK_MAP_DAMAGED        /* the map fails verification at open: nothing else checked */
 };
 
 struct check_problem {

@@ -56,6 +56,9 @@ int ctl_parse_exit(int r);
  * fixes that end with fhmap_sync()). */
 #define CTL_OPEN_LAZY 0x10000u
 fhmap *ctl_map_open(const char *path, unsigned int flags);
+/* As ctl_map_open, but returns 0 or -errno and leaves -EUCLEAN (a damaged
+ * map) to the caller to report. */
+int ctl_map_try_open(fhmap **out, const char *path, unsigned int flags);
 
 /* Warns on stderr when other processes have the map open (before changes). */
 void ctl_warn_in_use(fhmap *map);

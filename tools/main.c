@@ -211,26 +211,40 @@ static void log_to_stderr(void *ctx, fhmap_log_level level, const char *msg)
 		fprintf(stderr, "fhmapctl: libfhmap: %s\n", msg);
 }
 
-fhmap *ctl_map_open(const char *path, unsigned int flags)
+static void report_open_error(const char *path, int r)
 {
-	fhmap_open_options o = FHMAP_OPEN_OPTIONS_INIT;
-	fhmap *map = NULL;
 	char what[CTL_PATH_MAX + 32];
-	int r;
 
-	o.flags = flags & ~CTL_OPEN_LAZY;
-	o.sync = flags & CTL_OPEN_LAZY ? FHMAP_SYNC_LAZY : FHMAP_SYNC_FULL;
-	o.log = log_to_stderr;
-	r = fhmap_open(&map, path, &o);
-	if (r == 0)
-		return map;
 	snprintf(what, sizeof(what), "cannot open map %s", path);
 	if (r == -ENOENT)
 		ctl_err("%s: no map there (create one with 'fhmapctl init %s --lower PATH --upper PATH')",
 		        what, path);
 	else
 		ctl_report(what, r);
-	return NULL;
+}
+
+int ctl_map_try_open(fhmap **out, const char *path, unsigned int flags)
+{
+	fhmap_open_options o = FHMAP_OPEN_OPTIONS_INIT;
+	int r;
+
+	o.flags = flags & ~CTL_OPEN_LAZY;
+	o.sync = flags & CTL_OPEN_LAZY ? FHMAP_SYNC_LAZY : FHMAP_SYNC_FULL;
+	o.log = log_to_stderr;
+	r = fhmap_open(out, path, &o);
+	if (r != 0 && r != -EUCLEAN)
+		report_open_error(path, r);
+	return r;
+}
+
+fhmap *ctl_map_open(const char *path, unsigned int flags)
+{
+	fhmap *map = NULL;
+	int r = ctl_map_try_open(&map, path, flags);
+
+	if (r == -EUCLEAN)
+		report_open_error(path, r);
+	return map;
 }
 
 void ctl_warn_in_use(fhmap *map)

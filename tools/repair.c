@@ -70,6 +70,9 @@ static const char *left_alone(const struct check_problem *p)
 		return "left alone: the real handle still works";
 	case CHECK_HINT_MISMATCH:
 		return "left alone: if the layer was copied or moved, run 'fhmapctl rebase'";
+	case CHECK_MAP_DAMAGED:
+		return "left alone: LMDB cannot read around a damaged page; restore the map from a "
+		       "backup ('fhmapctl restore')";
 	default:
 		return "left alone";
 	}
@@ -255,6 +258,27 @@ static void summary(const struct run *run, const struct check_totals *t)
 		       plural(t->problems), run->fixed, run->left);
 }
 
+/* The map failed verification at open: that is the one problem found,
+ * and nothing else can be checked. */
+static int report_damaged(struct run *run)
+{
+	struct check_totals t = { .problems = 1 };
+	struct check_problem p = { .kind = CHECK_MAP_DAMAGED, .path = "" };
+
+	snprintf(p.reason, sizeof(p.reason),
+	         "damaged: a page or identity record failed verification at open; nothing else "
+	         "was checked");
+	if (run->json) {
+		json_obj_begin(NULL);
+		json_arr_begin("problems");
+	}
+	on_problem(run, NULL, &p);
+	if (run->json)
+		json_arr_end();
+	summary(run, &t);
+	return CTL_EXIT_PROBLEM;
+}
+
 static int scan_command(int argc, char **argv, const char *name, int repair)
 {
 	static const struct option opts[] = {
@@ -267,8 +291,8 @@ static int scan_command(int argc, char **argv, const char *name, int repair)
 	struct run run = { .repair = repair };
 	struct check_totals t;
 	struct ctl_common c;
-	fhmap *map;
-	int i;
+	fhmap *map = NULL;
+	int i, r;
 
 	i = ctl_parse(argc, argv, cmd, opts, check_opt, &a, &c);
 	if (i < 0)
@@ -279,8 +303,12 @@ static int scan_command(int argc, char **argv, const char *name, int repair)
 		return ctl_usage_error(cmd, "check never changes anything; --dry-run is for repair");
 	run.json = c.json;
 	run.dry_run = a.dry_run;
-	map = ctl_map_open(argv[i], repair && !a.dry_run ? CTL_OPEN_LAZY : FHMAP_OPEN_RDONLY);
-	if (!map)
+	/* Verified first: LMDB may crash on a damaged page. */
+	r = ctl_map_try_open(&map, argv[i],
+	                     (repair && !a.dry_run ? CTL_OPEN_LAZY : FHMAP_OPEN_RDONLY) | FHMAP_OPEN_VERIFY);
+	if (r == -EUCLEAN)
+		return report_damaged(&run);
+	if (r != 0)
 		return CTL_EXIT_ERROR;
 	if (repair && !a.dry_run)
 		ctl_warn_in_use(map);

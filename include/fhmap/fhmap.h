@@ -107,6 +107,27 @@ typedef enum fhmap_sync_mode {
 #define FHMAP_OPEN_CREATE 0x1u
 /** Open read-only: every update returns -EROFS. Other processes may write. */
 #define FHMAP_OPEN_RDONLY 0x2u
+/**
+ * Verify the map's LMDB pages before opening it. LMDB trusts its page and
+ * node headers, so a damaged page (bad disk, stray write, careless copy)
+ * can crash the process that reads it. With this flag fhmap_open() forks
+ * (fork()) a child that opens the map read-only and walks every table from
+ * its first entry to its last (LMDB's free list, the main table and every
+ * sub-database), reading every byte of every key and value, and checks
+ * that every entry lies inside its leaf page (or its overflow pages), the
+ * number and bounds in the header of every such page, and that every page
+ * on the free list lies inside the map. If the child
+ * crashes or finds a damaged page, fhmap_open() fails with -EUCLEAN
+ * and the caller never touches the damaged map (the child only reads
+ * data.mdb; like any reader it takes a slot in lock.mdb).
+ * The cost is linear in the size of the map (every page is read once; see
+ * docs/reliability.md for figures). It covers damage present at open, not
+ * damage that happens later while the map is open, nor damage LMDB can read
+ * without faulting (a record that still parses: records carry checksums
+ * for that). The child is waited for with waitpid(): SIGCHLD must not be
+ * ignored, and no other thread may reap every child meanwhile.
+ */
+#define FHMAP_OPEN_VERIFY 0x4u
 
 /** Log levels passed to ::fhmap_log_fn. */
 typedef enum fhmap_log_level {
@@ -133,7 +154,8 @@ typedef void (*fhmap_log_fn)(void *ctx, fhmap_log_level level, const char *msg);
 /** Options for fhmap_open(). Zero means default for every field. */
 typedef struct fhmap_open_options {
 	unsigned int version;    /**< must be ::FHMAP_OPEN_OPTIONS_VERSION */
-	unsigned int flags;      /**< FHMAP_OPEN_CREATE, FHMAP_OPEN_RDONLY */
+	unsigned int flags;      /**< FHMAP_OPEN_CREATE, FHMAP_OPEN_RDONLY,
+	                              FHMAP_OPEN_VERIFY */
 	fhmap_sync_mode sync;    /**< durability; default ::FHMAP_SYNC_FULL */
 	uint64_t map_size;       /**< initial LMDB map size in bytes; default
 	                              64 MiB (or max_map_size if smaller). The
@@ -170,9 +192,12 @@ typedef struct fhmap_open_options {
  *   -ENOENT (no map at @p path and no FHMAP_OPEN_CREATE),
  *   -EMEDIUMTYPE (@p path holds something that is not a libfhmap map),
  *   -EPROTONOSUPPORT (map written by another, unsupported format version),
- *   -EUCLEAN (map is damaged), -EACCES, -EROFS (cannot create on a read-only
+ *   -EUCLEAN (map is damaged; with FHMAP_OPEN_VERIFY also: a page failed
+ *   verification), -EACCES, -EROFS (cannot create on a read-only
  *   filesystem), -EBUSY (this process has the map open already), -ENOSPC,
- *   -ENOMEM, -EIO, -EUSERS (no free LMDB reader slot).
+ *   -ENOMEM, -EIO, -EUSERS (no free LMDB reader slot), and with
+ *   FHMAP_OPEN_VERIFY the -errno of a failed fork() or waitpid() (-EAGAIN,
+ *   -ECHILD).
  */
 FHMAP_EXTERN int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts);
 

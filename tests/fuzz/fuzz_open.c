@@ -7,7 +7,8 @@
  * of the records on LMDB leaf pages (damaged records). With
  * FHMAP_FUZZ_PAGES=1 it indexes the whole file (damaged pages: LMDB's own
  * page and node headers and meta pages too; LMDB does not validate those,
- * see README.md for what that finds). The damaged map is opened (read-only, or read-write with one
+ * so that mode opens with FHMAP_OPEN_VERIFY, which must refuse what would
+ * crash LMDB). The damaged map is opened (read-only, or read-write with one
  * update, chosen by the first patch's offset bit 31) and every object is
  * read, looked up, encoded and decoded, the map walked and counted.
  * Oracle: never a crash (ASan/UBSan); every call returns 0 or an error the
@@ -45,6 +46,7 @@ static unsigned char fz_fh[NOBJ][FHMAP_FH_MAX];
 static size_t fz_fhlen[NOBJ];
 static uint64_t fz_runs, fz_opened, fz_refused, fz_wrong, fz_errors;
 static int fz_strict;
+static unsigned int fz_verify; /* FHMAP_OPEN_VERIFY in page mode */
 static uint64_t fz_baseline; /* errors the undamaged map gives (unlinked objects) */
 static size_t *fz_targets, fz_ntargets; /* patchable file offsets */
 
@@ -204,6 +206,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (getenv("FHMAP_FUZZ_PAGES") && atoi(getenv("FHMAP_FUZZ_PAGES"))) {
 		for (size_t b = 0; b < fz_size; b++)
 			fz_target_add(b);
+		fz_verify = FHMAP_OPEN_VERIFY;
 	} else {
 		fz_find_records(st.page_size);
 	}
@@ -388,7 +391,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fd = open(fz_data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	REL_ASSERT(fd >= 0 && write(fd, fz_damaged, fz_size) == (ssize_t)fz_size, "write %s", fz_data);
 	close(fd);
-	o.flags = rw ? 0 : FHMAP_OPEN_RDONLY;
+	o.flags = (rw ? 0 : FHMAP_OPEN_RDONLY) | fz_verify;
 	rc = fhmap_open(&map, fz_work, &o);
 	if (rc != 0) {
 		REL_ASSERT(map == NULL, "failed open left a map");
