@@ -598,8 +598,13 @@ int fhmap_iter_next(fhmap_object *out, fhmap_iter *it)
 		return rc;
 	if ((rc = fhmap__err(mdb_cursor_open(r.txn, it->m->dbi, &cur))) == 0) {
 		rc = fhmap__err(fhmap__cursor_get(cur, FHMAP__DB_OBJECTS, &k, &v, MDB_SET_RANGE));
-		if (rc == 0 && k.mv_size != 8)
+		/* A damaged B-tree can answer with a key of another size or
+		 * behind the one asked for: the walk cannot go on from there
+		 * (it would go round forever). */
+		if (rc == 0 && (k.mv_size != 8 || fhmap__get_be64(k.mv_data) < it->next)) {
+			it->done = 1;
 			rc = -EUCLEAN;
+		}
 		if (rc == 0) {
 			ino = fhmap__get_be64(k.mv_data);
 			/* Skip past a damaged record so that a walk can go on. */

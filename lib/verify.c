@@ -170,35 +170,9 @@ static int walk_free(MDB_txn *txn, size_t last, struct pages *pg)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* The named sub-databases: every key of the main table that opens as one. */
-static int walk_named(MDB_txn *txn, struct pages *pg)
-{
-	char name[512];
-	MDB_cursor *c;
-	MDB_val k, v;
-	MDB_dbi dbi;
-	int rc = mdb_cursor_open(txn, 1, &c);
-
-	if (rc)
-		return rc;
-	while (rc == 0 && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
-		if (k.mv_size >= sizeof(name) || memchr(k.mv_data, '\0', k.mv_size))
-			continue;
-		memcpy(name, k.mv_data, k.mv_size);
-		name[k.mv_size] = '\0';
-		rc = mdb_dbi_open(txn, name, 0, &dbi);
-		if (rc == 0)
-			rc = walk(txn, dbi, pg);
-		else if (rc == MDB_INCOMPATIBLE)
-			rc = 0; /* a plain record, not a sub-database */
-	}
-	mdb_cursor_close(c);
-	return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-/* Opens the map read-only as fhmap_open would and walks LMDB's free list,
- * the main table (DBI 1) and the named sub-databases. Returns an LMDB code
- * or errno value. */
+/* Opens the map read-only as fhmap_open would and walks LMDB's free list
+ * and the main table (DBI 1), which holds all of the map's tables. Returns
+ * an LMDB code or errno value. */
 static int walk_map(const char *path, const fhmap_open_options *o)
 {
 	MDB_envinfo info;
@@ -210,7 +184,6 @@ static int walk_map(const char *path, const fhmap_open_options *o)
 
 	if (rc)
 		return rc;
-	mdb_env_set_maxdbs(env, FHMAP__DB_COUNT);
 	mdb_env_set_mapsize(env, o->map_size);
 	if (o->max_readers)
 		mdb_env_set_maxreaders(env, o->max_readers);
@@ -222,8 +195,8 @@ static int walk_map(const char *path, const fhmap_open_options *o)
 		 * system's (a map made on a machine with larger pages is not). */
 		if (st.ms_psize == (unsigned int)sysconf(_SC_PAGESIZE))
 			pg.psize = st.ms_psize;
-		if ((rc = walk_free(txn, info.me_last_pgno, &pg)) == 0 && (rc = walk(txn, 1, &pg)) == 0)
-			rc = walk_named(txn, &pg);
+		if ((rc = walk_free(txn, info.me_last_pgno, &pg)) == 0)
+			rc = walk(txn, 1, &pg);
 		/* Frees the reader slot: a slot of a dead process pins pages. */
 		mdb_txn_abort(txn);
 	}
@@ -245,9 +218,19 @@ static int exit_code(int rc)
 	return e > 0 && e <= 255 - VERIFY_ERRNO ? VERIFY_ERRNO + e : VERIFY_OTHER;
 }
 
+/* The signals a fault in LMDB or the walk ends the child with. */
+static const int fatal[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+
+static int crash_signal(int sig)
+{
+	for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+		if (sig == fatal[i])
+			return 1;
+	return 0;
+}
+
 static __attribute__((noreturn)) void child(const char *path, const fhmap_open_options *o)
 {
-	static const int fatal[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
 	struct rlimit none = { 0, 0 };
 
 	/* A crash must end this process as a signal the parent sees, not run
@@ -263,8 +246,10 @@ static int result(int status)
 {
 	int code;
 
+	/* A fault is the damage; another signal (the OOM killer's SIGKILL, a
+	 * stray kill) ended the check before it could tell. */
 	if (WIFSIGNALED(status))
-		return -EUCLEAN;
+		return crash_signal(WTERMSIG(status)) ? -EUCLEAN : -EINTR;
 	if (!WIFEXITED(status))
 		return -EIO;
 	code = WEXITSTATUS(status);
@@ -294,7 +279,7 @@ int fhmap__verify(const char *path, const fhmap_open_options *o)
 		return errno == ENOENT && (o->flags & FHMAP_OPEN_CREATE) ? 0 : -errno;
 	pid = fork();
 	if (pid < 0)
-		return -errno;
+		return -ENOMEM; /* EAGAIN or ENOMEM: no process to spare */
 	if (pid == 0)
 		child(path, o);
 	while (waitpid(pid, &status, 0) < 0)

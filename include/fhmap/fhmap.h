@@ -112,8 +112,9 @@ typedef enum fhmap_sync_mode {
  * node headers, so a damaged page (bad disk, stray write, careless copy)
  * can crash the process that reads it. With this flag fhmap_open() forks
  * (fork()) a child that opens the map read-only and walks every table from
- * its first entry to its last (LMDB's free list, the main table and every
- * sub-database), reading every byte of every key and value, and checks
+ * its first entry to its last (LMDB's free list and its main table, which
+ * holds all of the map's tables), reading every byte of every key and
+ * value, and checks
  * that every entry lies inside its leaf page (or its overflow pages), the
  * number and bounds in the header of every such page, and that every page
  * on the free list lies inside the map. If the child
@@ -195,9 +196,10 @@ typedef struct fhmap_open_options {
  *   -EUCLEAN (map is damaged; with FHMAP_OPEN_VERIFY also: a page failed
  *   verification), -EACCES, -EROFS (cannot create on a read-only
  *   filesystem), -EBUSY (this process has the map open already), -ENOSPC,
- *   -ENOMEM, -EIO, -EUSERS (no free LMDB reader slot), and with
- *   FHMAP_OPEN_VERIFY the -errno of a failed fork() or waitpid() (-EAGAIN,
- *   -ECHILD).
+ *   -ENOMEM (with FHMAP_OPEN_VERIFY also: fork() failed), -EIO, -EUSERS
+ *   (no free LMDB reader slot), and with FHMAP_OPEN_VERIFY -EINTR (the
+ *   check was killed by a signal other than a fault, e.g. the OOM killer's)
+ *   and -ECHILD (another thread reaped the check's process).
  */
 FHMAP_EXTERN int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts);
 
@@ -607,7 +609,10 @@ FHMAP_EXTERN int fhmap_iter_new(fhmap_iter **out, fhmap *map, uint64_t start);
  * @brief Returns the next object.
  * @param out Receives the record.
  * @param it The iterator.
- * @return 0, -ENOENT (no more objects), -EINVAL, -EUCLEAN, -EIO.
+ * @return 0, -ENOENT (no more objects), -EINVAL, -EIO, -EUCLEAN: a damaged
+ *   record (@p out->ino names it; the next call goes on past it), or a
+ *   damaged B-tree the walk cannot go on through (every later call returns
+ *   -ENOENT). Object numbers come back strictly ascending.
  */
 FHMAP_EXTERN int fhmap_iter_next(fhmap_object *out, fhmap_iter *it);
 

@@ -80,7 +80,6 @@ static void fz_read_file(const char *path, unsigned char **buf, size_t *size)
  * meta (48 bytes, root page at +40) and the transaction id at offset 128. */
 #define LMDB_P_BRANCH 0x01
 #define LMDB_P_LEAF 0x02
-#define LMDB_F_SUBDATA 0x02
 #define LMDB_META_MAIN_ROOT (16 + 72 + 40)
 #define LMDB_META_TXNID (16 + 128)
 
@@ -111,9 +110,9 @@ static void fz_target_add(size_t off)
 }
 
 /* Collects the keys and values of the library's records: the leaves of
- * the named databases reachable from the main database, not LMDB's own
- * free-page list. */
-static void fz_walk(uint64_t pgno, size_t psize, int depth, int in_main)
+ * LMDB's main table, which holds all of the map's tables (not LMDB's own
+ * free-page list). */
+static void fz_walk(uint64_t pgno, size_t psize, int depth)
 {
 	const unsigned char *p = fz_image + pgno * psize;
 	uint16_t flags, lower;
@@ -129,21 +128,15 @@ static void fz_walk(uint64_t pgno, size_t psize, int depth, int in_main)
 
 		if (flags & LMDB_P_BRANCH) {
 			fz_walk(fz_u16(p + node) | (uint64_t)fz_u16(p + node + 2) << 16 |
-			        (uint64_t)nflags << 32, psize, depth + 1, in_main);
+			        (uint64_t)nflags << 32, psize, depth + 1);
 			continue;
 		}
 		if (!(flags & LMDB_P_LEAF))
 			continue;
 		dsize = fz_u16(p + node) | (size_t)fz_u16(p + node + 2) << 16;
-		if (in_main && nflags == LMDB_F_SUBDATA) {
-			uint64_t root = fz_u64(p + node + 8 + ksize + 40);
-
-			if (root != ~(uint64_t)0)
-				fz_walk(root, psize, depth + 1, 0);
-		} else if (!in_main && nflags == 0) {
+		if (nflags == 0)
 			for (size_t b = node + 8; b < node + 8 + ksize + dsize && b < psize; b++)
 				fz_target_add(pgno * psize + b);
-		}
 	}
 }
 
@@ -152,7 +145,7 @@ static void fz_find_records(size_t psize)
 	const unsigned char *m0 = fz_image, *m1 = fz_image + psize;
 	const unsigned char *meta = fz_u64(m1 + LMDB_META_TXNID) > fz_u64(m0 + LMDB_META_TXNID) ? m1 : m0;
 
-	fz_walk(fz_u64(meta + LMDB_META_MAIN_ROOT), psize, 0, 1);
+	fz_walk(fz_u64(meta + LMDB_META_MAIN_ROOT), psize, 0);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -334,8 +327,8 @@ static void fz_use(fhmap *map)
 		           (unsigned long long)d.ino, d.gen);
 		if (rc == 0 && !rel_realfh_eq(&d.real, t->has_upper ? &t->upper : &t->origin))
 			fz_silent("decode (real handle)", t->ino);
-		else if (rc != 0)
-			fz_silent("decode (valid handle refused)", t->ino);
+		else if (rc != 0 && !fz_damage_rc(rc))
+			fz_silent("decode (valid handle refused)", t->ino); /* e.g. -ESTALE */
 	}
 	rc = fhmap_iter_new(&it, map, 0);
 	fz_rc(rc, FZ_OK(-ENOMEM), "iter_new");
