@@ -12,11 +12,9 @@
 
 #include "fhmap_int.h"
 
-/* Exit codes of the child; an errno value is passed as VERIFY_ERRNO + e. */
-#define VERIFY_CLEAN 0
-#define VERIFY_CORRUPTED 1     /* MDB_CORRUPTED */
-#define VERIFY_PAGE_NOTFOUND 2 /* MDB_PAGE_NOTFOUND */
-#define VERIFY_OTHER 3         /* an LMDB error with no errno equivalent */
+/* The child exits 0 when the map is sound, else VERIFY_ERRNO + the errno
+ * value of what it found (fhmap__err: MDB_CORRUPTED is EUCLEAN); small exit
+ * codes are left to whatever else may end a process. */
 #define VERIFY_ERRNO 8
 
 /* Where the folded bytes go, so that no compiler drops the reads. */
@@ -106,29 +104,6 @@ MAP_READER static int entry_ok(struct pages *pg, const MDB_val *k, const MDB_val
 	       (uint64_t)pages * psize >= PG_HDR + v->mv_size;
 }
 
-/* Walks one table with a cursor, from its first entry to its last, and
- * checks where each entry lies. */
-static int walk(MDB_txn *txn, MDB_dbi dbi, struct pages *pg)
-{
-	MDB_cursor *c;
-	MDB_val k, v;
-	uint64_t sum = 0;
-	int rc = mdb_cursor_open(txn, dbi, &c);
-
-	if (rc)
-		return rc;
-	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
-		sum = fold(fold(sum, &k), &v);
-		if (pg->psize && !entry_ok(pg, &k, &v)) {
-			rc = MDB_CORRUPTED;
-			break;
-		}
-	}
-	mdb_cursor_close(c);
-	verify_sum += sum;
-	return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
 /* A record of LMDB's free list: a count, then that many page numbers, each
  * naming a page in use (2 to @last; 0 and 1 are the meta pages). Nodes are
  * only 2-byte aligned: the words are copied out. */
@@ -150,23 +125,28 @@ static int free_record_ok(const MDB_val *v, size_t last)
 	return 1;
 }
 
-/* LMDB's free list (DBI 0, as mdb_stat -f reads it). LMDB hands its pages
- * to later updates unchecked: a wild one would make an update write outside
- * the map. */
-static int walk_free(MDB_txn *txn, size_t last, struct pages *pg)
+/* Walks one table with a cursor, from its first entry to its last, and
+ * checks where each entry lies; on LMDB's free list (DBI 0, as mdb_stat -f
+ * reads it) also that each record names pages inside the map (2 to
+ * @last): LMDB hands them to later updates unchecked. */
+static int walk(MDB_txn *txn, MDB_dbi dbi, size_t last, struct pages *pg)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
-	int rc = walk(txn, 0, pg);
+	uint64_t sum = 0;
+	int rc = mdb_cursor_open(txn, dbi, &c);
 
-	if (rc || (rc = mdb_cursor_open(txn, 0, &c)) != 0)
+	if (rc)
 		return rc;
-	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0)
-		if (!free_record_ok(&v, last)) {
+	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+		sum = fold(fold(sum, &k), &v);
+		if ((pg->psize && !entry_ok(pg, &k, &v)) || (dbi == 0 && !free_record_ok(&v, last))) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
+	}
 	mdb_cursor_close(c);
+	verify_sum += sum;
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -195,8 +175,8 @@ static int walk_map(const char *path, const fhmap_open_options *o)
 		 * system's (a map made on a machine with larger pages is not). */
 		if (st.ms_psize == (unsigned int)sysconf(_SC_PAGESIZE))
 			pg.psize = st.ms_psize;
-		if ((rc = walk_free(txn, info.me_last_pgno, &pg)) == 0)
-			rc = walk(txn, 1, &pg);
+		if ((rc = walk(txn, 0, info.me_last_pgno, &pg)) == 0)
+			rc = walk(txn, 1, info.me_last_pgno, &pg);
 		/* Frees the reader slot: a slot of a dead process pins pages. */
 		mdb_txn_abort(txn);
 	}
@@ -206,16 +186,11 @@ static int walk_map(const char *path, const fhmap_open_options *o)
 
 static int exit_code(int rc)
 {
-	int e;
+	int e = -fhmap__err(rc);
 
 	if (rc == 0)
-		return VERIFY_CLEAN;
-	if (rc == MDB_CORRUPTED)
-		return VERIFY_CORRUPTED;
-	if (rc == MDB_PAGE_NOTFOUND)
-		return VERIFY_PAGE_NOTFOUND;
-	e = -fhmap__err(rc);
-	return e > 0 && e <= 255 - VERIFY_ERRNO ? VERIFY_ERRNO + e : VERIFY_OTHER;
+		return 0;
+	return VERIFY_ERRNO + (e > 0 && e <= 255 - VERIFY_ERRNO ? e : EIO);
 }
 
 /* The signals a fault in LMDB or the walk ends the child with. */
@@ -253,17 +228,7 @@ static int result(int status)
 	if (!WIFEXITED(status))
 		return -EIO;
 	code = WEXITSTATUS(status);
-	switch (code) {
-	case VERIFY_CLEAN:
-		return 0;
-	case VERIFY_CORRUPTED:
-	case VERIFY_PAGE_NOTFOUND:
-		return -EUCLEAN;
-	case VERIFY_OTHER:
-		return -EIO;
-	default:
-		return code > VERIFY_ERRNO ? -(code - VERIFY_ERRNO) : -EIO;
-	}
+	return code == 0 ? 0 : code > VERIFY_ERRNO ? -(code - VERIFY_ERRNO) : -EIO;
 }
 
 int fhmap__verify(const char *path, const fhmap_open_options *o)
