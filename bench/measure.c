@@ -16,10 +16,11 @@ typedef struct worker {
 	int rc;
 } worker;
 
-static int run_plain(worker *w)
+
+static int run_ops(const bench_kind *k, void *tctx, size_t from, size_t to)
 {
-	for (size_t i = 0; i < w->ops; i++) {
-		int rc = w->k->op(w->tctx, i);
+	for (size_t i = from; i < to; i++) {
+		int rc = k->op(tctx, i);
 		if (rc)
 			return rc;
 	}
@@ -48,7 +49,7 @@ static void *worker_main(void *arg)
 	int rc = w->k->init ? w->k->init(w->tctx) : 0;
 	pthread_barrier_wait(w->bar);
 	if (!rc)
-		rc = run_plain(w);
+		rc = run_ops(w->k, w->tctx, 0, w->ops);
 	pthread_barrier_wait(w->bar);
 	if (!rc)
 		rc = run_timed(w);
@@ -133,16 +134,6 @@ typedef struct pair_worker {
 	pthread_barrier_t *bar;
 	int rc;
 } pair_worker;
-
-static int run_ops(const bench_kind *k, void *tctx, size_t from, size_t to)
-{
-	for (size_t i = from; i < to; i++) {
-		int rc = k->op(tctx, i);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
 
 /* Times operations [from, to) of @k after an untimed warm-up over the
  * block before (samples both kinds ran already; the first block warms up
