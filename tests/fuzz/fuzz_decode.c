@@ -43,7 +43,6 @@ static unsigned int fz_nfh;
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	uint64_t ino[NOBJ], dir = FHMAP_ROOT_INO;
-	fhmap_realfh fh;
 	char name[16];
 
 	(void)argc;
@@ -56,20 +55,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		int is_dir = i % 5 == 1;
 
 		snprintf(name, sizeof(name), "o%u", i);
-		if (is_dir)
-			rel_mkdir(fz_u.lower, name);
-		else
-			rel_touch(fz_u.lower, name);
-		REL_OK(fhmap_realfh_from_path(&fh, fz_map, fz_u.lower_id, name));
-		REL_OK(fhmap_bind(&ino[i], fz_map, &fh, dir, name, is_dir ? S_IFDIR : S_IFREG));
+		ino[i] = rel_union_add(&fz_u, fz_map, dir, name, is_dir);
 		if (is_dir)
 			dir = ino[i];
-		if (i % 3 == 0) {
-			rel_touch(fz_u.upper, name);
-			REL_OK(fhmap_copyup_begin(fz_map, ino[i], fz_u.upper_id));
-			REL_OK(fhmap_realfh_from_path(&fh, fz_map, fz_u.upper_id, name));
-			REL_OK(fhmap_copyup_commit(fz_map, ino[i], &fh));
-		}
+		if (i % 3 == 0)
+			rel_union_copyup(&fz_u, fz_map, ino[i], name, 1);
 	}
 	for (unsigned int i = 0; i < NOBJ; i++)
 		for (unsigned int f = 0; f < 4; f++) {

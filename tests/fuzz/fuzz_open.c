@@ -152,7 +152,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	fhmap_map_stats st;
 	uint64_t dir = FHMAP_ROOT_INO, ino;
-	fhmap_realfh fh;
 	char name[16];
 	fhmap *map;
 
@@ -166,22 +165,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		int is_dir = i % 6 == 1;
 
 		snprintf(name, sizeof(name), "o%u", i);
-		if (is_dir)
-			rel_mkdir(fz_u.lower, name);
-		else
-			rel_touch(fz_u.lower, name);
-		REL_OK(fhmap_realfh_from_path(&fh, map, fz_u.lower_id, name));
-		REL_OK(fhmap_bind(&ino, map, &fh, dir, name, is_dir ? S_IFDIR : S_IFREG));
+		ino = rel_union_add(&fz_u, map, dir, name, is_dir);
 		if (is_dir)
 			dir = ino;
-		if (i % 3 == 0) {
-			rel_touch(fz_u.upper, name);
-			REL_OK(fhmap_copyup_begin(map, ino, fz_u.upper_id));
-			if (i % 9 != 0) {
-				REL_OK(fhmap_realfh_from_path(&fh, map, fz_u.upper_id, name));
-				REL_OK(fhmap_copyup_commit(map, ino, &fh));
-			}
-		}
+		if (i % 3 == 0)
+			rel_union_copyup(&fz_u, map, ino, name, i % 9 != 0);
 		if (i % 7 == 0 && !is_dir)
 			REL_OK(fhmap_unlink(map, ino));
 	}

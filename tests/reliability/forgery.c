@@ -79,7 +79,6 @@ static int forge_try(struct forge_counts *c, fhmap *map, const void *fh, size_t 
 
 static void forge_map_build(struct forge_map *m, const char *tag)
 {
-	fhmap_realfh fh;
 	char name[16];
 	uint64_t dir = FHMAP_ROOT_INO;
 
@@ -92,18 +91,9 @@ static void forge_map_build(struct forge_map *m, const char *tag)
 		int is_dir = i % 6 == 1;
 
 		snprintf(name, sizeof(name), "o%u", i);
-		if (is_dir)
-			rel_mkdir(m->u.lower, name);
-		else
-			rel_touch(m->u.lower, name);
-		REL_OK(fhmap_realfh_from_path(&fh, m->map, m->u.lower_id, name));
-		REL_OK(fhmap_bind(&m->ino[i], m->map, &fh, dir, name, is_dir ? S_IFDIR : S_IFREG));
-		if (i % 3 == 0) {
-			rel_touch(m->u.upper, name);
-			REL_OK(fhmap_copyup_begin(m->map, m->ino[i], m->u.upper_id));
-			REL_OK(fhmap_realfh_from_path(&fh, m->map, m->u.upper_id, name));
-			REL_OK(fhmap_copyup_commit(m->map, m->ino[i], &fh));
-		}
+		m->ino[i] = rel_union_add(&m->u, m->map, dir, name, is_dir);
+		if (i % 3 == 0)
+			rel_union_copyup(&m->u, m->map, m->ino[i], name, 1);
 		if (is_dir)
 			dir = m->ino[i];
 		m->nobj++;

@@ -172,6 +172,32 @@ void rel_union_register(struct rel_union *u, fhmap *map)
 	REL_ASSERT(ino == FHMAP_ROOT_INO, "root bound as %llu", (unsigned long long)ino);
 }
 
+uint64_t rel_union_add(struct rel_union *u, fhmap *map, uint64_t parent, const char *name, int is_dir)
+{
+	fhmap_realfh fh;
+	uint64_t ino;
+
+	if (is_dir)
+		rel_mkdir(u->lower, name);
+	else
+		rel_touch(u->lower, name);
+	REL_OK(fhmap_realfh_from_path(&fh, map, u->lower_id, name));
+	REL_OK(fhmap_bind(&ino, map, &fh, parent, name, is_dir ? S_IFDIR : S_IFREG));
+	return ino;
+}
+
+void rel_union_copyup(struct rel_union *u, fhmap *map, uint64_t ino, const char *name, int commit)
+{
+	fhmap_realfh fh;
+
+	rel_touch(u->upper, name);
+	REL_OK(fhmap_copyup_begin(map, ino, u->upper_id));
+	if (!commit)
+		return;
+	REL_OK(fhmap_realfh_from_path(&fh, map, u->upper_id, name));
+	REL_OK(fhmap_copyup_commit(map, ino, &fh));
+}
+
 void rel_union_free(struct rel_union *u)
 {
 	free(u->top);

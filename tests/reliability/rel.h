@@ -63,6 +63,12 @@ struct rel_union {
 void rel_union_init(struct rel_union *u, const char *tag);
 /** Registers the layers of @p u in a new map and binds the root. */
 void rel_union_register(struct rel_union *u, fhmap *map);
+/** Makes @p name (a directory or an empty file) in the lower layer's root
+ *  and binds it under @p parent; returns its object number. */
+uint64_t rel_union_add(struct rel_union *u, fhmap *map, uint64_t parent, const char *name, int is_dir);
+/** Makes @p name in the upper layer's root and begins the copy-up of
+ *  @p ino to it; with @p commit also commits it. */
+void rel_union_copyup(struct rel_union *u, fhmap *map, uint64_t ino, const char *name, int commit);
 /** Frees the paths of @p u (the tree goes at exit). */
 void rel_union_free(struct rel_union *u);
 
