@@ -628,7 +628,9 @@ void fhmap_iter_free(fhmap_iter *it)
 	free(it);
 }
 
-static int count_states(MDB_txn *txn, fhmap *m, fhmap_map_stats *s)
+/* Counts every table's entries and the objects by state, in one walk of
+ * LMDB's main table (keys led by their table byte). */
+static int count_entries(MDB_txn *txn, fhmap *m, fhmap_map_stats *s)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
@@ -637,32 +639,36 @@ static int count_states(MDB_txn *txn, fhmap *m, fhmap_map_stats *s)
 
 	if (rc)
 		return rc;
-	for (rc = fhmap__cursor_get(cur, FHMAP__DB_OBJECTS, &k, &v, MDB_FIRST); rc == 0;
-	     rc = fhmap__cursor_get(cur, FHMAP__DB_OBJECTS, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != 8 || fhmap__rec_parse(&rec, fhmap__get_be64(k.mv_data), &v) != 0) {
-			rc = -EUCLEAN;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const unsigned char *kp = k.mv_data;
+
+		switch (k.mv_size ? kp[0] : 0) {
+		case FHMAP__DB_OBJECTS:
+			if (k.mv_size != 9 || fhmap__rec_parse(&rec, fhmap__get_be64(kp + 1), &v) != 0) {
+				rc = -EUCLEAN;
+				goto out;
+			}
+			s->objects++;
+			s->origin_only += rec.state == FHMAP_STATE_ORIGIN;
+			s->copying += rec.state == FHMAP_STATE_COPYUP;
+			s->upper += rec.state == FHMAP_STATE_UPPER;
+			s->unlinked += rec.state == FHMAP_STATE_UNLINKED;
+			break;
+		case FHMAP__DB_ORIGIN:
+			s->origin_entries++;
+			break;
+		case FHMAP__DB_UPPER:
+			s->upper_entries++;
+			break;
+		case FHMAP__DB_PENDING:
+			s->pending++;
+			break;
+		case FHMAP__DB_LAYERS:
+			s->layers++;
 			break;
 		}
-		s->objects++;
-		s->origin_only += rec.state == FHMAP_STATE_ORIGIN;
-		s->copying += rec.state == FHMAP_STATE_COPYUP;
-		s->upper += rec.state == FHMAP_STATE_UPPER;
-		s->unlinked += rec.state == FHMAP_STATE_UNLINKED;
 	}
-	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND ? 0 : fhmap__err(rc);
-}
-
-static int count_entries(MDB_txn *txn, fhmap *m, int db, uint64_t *n)
-{
-	MDB_cursor *cur;
-	MDB_val k, v;
-	int rc = fhmap__err(mdb_cursor_open(txn, m->dbi, &cur));
-
-	if (rc)
-		return rc;
-	for (rc = fhmap__cursor_get(cur, db, &k, &v, MDB_FIRST); rc == 0; rc = fhmap__cursor_get(cur, db, &k, &v, MDB_NEXT))
-		(*n)++;
+out:
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : fhmap__err(rc);
 }
@@ -680,7 +686,6 @@ int fhmap_stats(fhmap_map_stats *s, fhmap *m)
 	MDB_stat st;
 	fhmap__rtxn r;
 	uint32_t lines = 0;
-	uint64_t n = 0;
 	int rc;
 
 	if (!s || !m)
@@ -696,16 +701,7 @@ int fhmap_stats(fhmap_map_stats *s, fhmap *m)
 		s->page_size = st.ms_psize;
 	}
 	if (rc == 0)
-		rc = count_entries(r.txn, m, FHMAP__DB_ORIGIN, &s->origin_entries);
-	if (rc == 0)
-		rc = count_entries(r.txn, m, FHMAP__DB_UPPER, &s->upper_entries);
-	if (rc == 0)
-		rc = count_entries(r.txn, m, FHMAP__DB_PENDING, &s->pending);
-	if (rc == 0)
-		rc = count_entries(r.txn, m, FHMAP__DB_LAYERS, &n);
-	s->layers = (uint32_t)n;
-	if (rc == 0)
-		rc = count_states(r.txn, m, s);
+		rc = count_entries(r.txn, m, s);
 	fhmap__read_end(m, &r);
 	mdb_env_info(m->env, &info);
 	s->map_size = info.me_mapsize;
