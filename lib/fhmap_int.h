@@ -144,6 +144,19 @@ static inline void fhmap__be64(unsigned char *p, uint64_t v)
 	memcpy(p, &v, 8);
 }
 
+static inline void fhmap__be32(unsigned char *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+static inline uint32_t fhmap__get_be32(const unsigned char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
 static inline uint64_t fhmap__get_be64(const unsigned char *p)
 {
 	uint64_t v;

@@ -12,14 +12,6 @@
 #define LAYER_HDR 20
 #define LAYER_ID_MAX UINT16_MAX
 
-static void layer_key(unsigned char key[4], uint32_t id)
-{
-	key[0] = (unsigned char)(id >> 24);
-	key[1] = (unsigned char)(id >> 16);
-	key[2] = (unsigned char)(id >> 8);
-	key[3] = (unsigned char)id;
-}
-
 static int layer_parse(fhmap_layer *out, uint32_t id, const MDB_val *v)
 {
 	const unsigned char *p = v->mv_data;
@@ -44,7 +36,7 @@ static int layer_val(MDB_txn *txn, fhmap *m, uint32_t id, MDB_val *v)
 
 	if (id == 0 || id > LAYER_ID_MAX)
 		return -ENXIO;
-	layer_key(key, id);
+	fhmap__be32(key, id);
 	rc = fhmap__get(txn, m, FHMAP__DB_LAYERS, key, 4, v);
 	return rc == -ENOENT ? -ENXIO : rc;
 }
@@ -93,7 +85,7 @@ static int layer_walk(MDB_txn *txn, fhmap *m, int (*fn)(const fhmap_layer *l, vo
 			rc = -EUCLEAN;
 			break;
 		}
-		if ((rc = layer_parse(l, (uint32_t)kp[0] << 24 | (uint32_t)kp[1] << 16 | (uint32_t)kp[2] << 8 | kp[3], &v)) != 0 ||
+		if ((rc = layer_parse(l, fhmap__get_be32(kp), &v)) != 0 ||
 		    (rc = fn(l, ctx)) != 0)
 			break;
 	}
@@ -130,7 +122,7 @@ static int layer_store(fhmap__wtxn *w, uint32_t id, fhmap_layer_role role, const
 {
 	unsigned char key[4], val[LAYER_HDR + FHMAP_PATH_MAX];
 
-	layer_key(key, id);
+	fhmap__be32(key, id);
 	memset(val, 0, LAYER_HDR);
 	val[0] = (unsigned char)role;
 	memcpy(val + 4, uuid, 16);

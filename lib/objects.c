@@ -498,7 +498,7 @@ int fhmap_index_next(fhmap_index_entry *out, fhmap *m, fhmap_index index, const 
 			rc = -EUCLEAN; /* no handle to report */
 		if (rc == 0) {
 			out->fh.layer = (uint32_t)kp[0] << 8 | kp[1];
-			out->fh.type = (int32_t)((uint32_t)kp[2] << 24 | (uint32_t)kp[3] << 16 | (uint32_t)kp[4] << 8 | kp[5]);
+			out->fh.type = (int32_t)fhmap__get_be32(kp + 2);
 			out->fh.len = (uint32_t)k.mv_size - 6;
 			memcpy(out->fh.data, kp + 6, out->fh.len);
 			out->ino = v.mv_size == 8 ? fhmap__get_le64(v.mv_data) : 0;

@@ -636,10 +636,7 @@ size_t fhmap__ikey(unsigned char *key, const fhmap__rfh *fh)
 {
 	key[0] = (unsigned char)(fh->layer >> 8);
 	key[1] = (unsigned char)fh->layer;
-	key[2] = (unsigned char)((uint32_t)fh->type >> 24);
-	key[3] = (unsigned char)((uint32_t)fh->type >> 16);
-	key[4] = (unsigned char)((uint32_t)fh->type >> 8);
-	key[5] = (unsigned char)fh->type;
+	fhmap__be32(key + 2, (uint32_t)fh->type);
 	memcpy(key + 6, fh->data, fh->len);
 	return 6 + fh->len;
 }
