@@ -9,6 +9,8 @@
 #include <fhmap/fhmap.h>
 
 /* ---- util.c ---- */
+/* @p out = @p dir "/" @p name (FHMAP_PATH_MAX bytes); dies if too long. */
+void bench_path_join(char *out, const char *dir, const char *name);
 uint64_t bench_now_ns(void);
 uint64_t bench_rand(uint64_t *state);
 void bench_die(const char *what, int err) __attribute__((noreturn));

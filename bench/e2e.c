@@ -47,12 +47,6 @@ static void ovl_umount(void)
 		ovl_mounted[0] = '\0';
 }
 
-static void sub(char *out, const char *base, const char *name)
-{
-	if ((size_t)snprintf(out, FHMAP_PATH_MAX, "%s/%s", base, name) >= FHMAP_PATH_MAX)
-		bench_die("e2e: path too long", -ENAMETOOLONG);
-}
-
 static void make_files(e2e *e)
 {
 	int rc = bench_mkdirs(e->lower);
@@ -184,8 +178,8 @@ static struct file_handle *fh_alloc(unsigned int len)
 static int ovl_setup(e2e *e)
 {
 	char upper[FHMAP_PATH_MAX], work[FHMAP_PATH_MAX], opts[3 * FHMAP_PATH_MAX + 64];
-	sub(upper, e->base, "upper");
-	sub(work, e->base, "work");
+	bench_path_join(upper, e->base, "upper");
+	bench_path_join(work, e->base, "work");
 	if (bench_mkdirs(upper) || bench_mkdirs(work) || bench_mkdirs(e->mnt))
 		return -EIO;
 	snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s,index=on,nfs_export=on", e->lower, upper,
@@ -350,9 +344,9 @@ void bench_e2e_run(const bench_opts *o)
 		return;
 	}
 	e2e e = { .o = o, .lowerfd = -1, .ovlfd = -1 };
-	sub(e.base, o->dir, "e2e");
-	sub(e.lower, e.base, "lower");
-	sub(e.mnt, e.base, "mnt");
+	bench_path_join(e.base, o->dir, "e2e");
+	bench_path_join(e.lower, e.base, "lower");
+	bench_path_join(e.mnt, e.base, "mnt");
 	atexit(ovl_umount);
 	bench_rmtree(e.base);
 	struct statfs sf;
@@ -365,13 +359,13 @@ void bench_e2e_run(const bench_opts *o)
 		bench_die("out of memory", -ENOMEM);
 	char mapdir[FHMAP_PATH_MAX];
 	fhmap *lazy;
-	sub(mapdir, e.base, "map-lazy");
+	bench_path_join(mapdir, e.base, "map-lazy");
 	efile *keep = e.files;
 	e.files = NULL;
 	double lazy_rate = walk_layer(&e, mapdir, FHMAP_SYNC_LAZY, &lazy);
 	fhmap_close(lazy);
 	e.files = keep;
-	sub(mapdir, e.base, "map-full");
+	bench_path_join(mapdir, e.base, "map-full");
 	double full_rate = walk_layer(&e, mapdir, FHMAP_SYNC_FULL, &e.map);
 	printf("@val e2e walk_bind_objects_per_s_full %.0f objects/s (readdir + name_to_handle_at + bind, "
 	       "batch %zu, %zu files)\n", full_rate, o->batch, o->files);

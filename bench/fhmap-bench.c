@@ -64,12 +64,6 @@ typedef struct scale_run {
 	size_t vsize;   /* mean object record size, for the floor */
 } scale_run;
 
-static void path_join(char *out, const char *dir, const char *name)
-{
-	if ((size_t)snprintf(out, FHMAP_PATH_MAX, "%s/%s", dir, name) >= FHMAP_PATH_MAX)
-		bench_die("path too long", -ENAMETOOLONG);
-}
-
 static void map_open(scale_run *s, fhmap_sync_mode sync, int create)
 {
 	fhmap_open_options oo = FHMAP_OPEN_OPTIONS_INIT;
@@ -109,9 +103,9 @@ static int bind_batch(scale_run *s, size_t from, size_t to)
 static void load_fhmap(scale_run *s)
 {
 	char root[FHMAP_PATH_MAX];
-	path_join(root, s->o->dir, "lower-synth");
+	bench_path_join(root, s->o->dir, "lower-synth");
 	int rc = fhmap_layer_add(&s->lower, s->map, FHMAP_LAYER_LOWER, root);
-	path_join(root, s->o->dir, "upper-synth");
+	bench_path_join(root, s->o->dir, "upper-synth");
 	if (!rc)
 		rc = fhmap_layer_add(&s->upper, s->map, FHMAP_LAYER_UPPER, root);
 	if (rc)
@@ -200,7 +194,7 @@ static void report_size(scale_run *s)
 	if (rc)
 		bench_die("fhmap_stats", rc);
 	char data[FHMAP_PATH_MAX];
-	path_join(data, s->mapdir, "data.mdb");
+	bench_path_join(data, s->mapdir, "data.mdb");
 	uint64_t apparent, blocks = bench_file_bytes(data, &apparent);
 	const char *sc = s->o->scale_label;
 	printf("@size %s fhmap_used %.1f B/object (%" PRIu64 " objects, %" PRIu64 " B in use, depth %u)\n", sc,
@@ -510,7 +504,7 @@ static void floors_build(scale_run *s, bench_floor **raw, bench_floor **named)
 	if (rc)
 		bench_die("floor build", rc);
 	char data[FHMAP_PATH_MAX];
-	path_join(data, s->floordir[0], "data.mdb");
+	bench_path_join(data, s->floordir[0], "data.mdb");
 	printf("@size %s floor_file %.1f B/object\n", s->o->scale_label,
 	       (double)bench_file_bytes(data, NULL) / (double)s->n);
 }
@@ -536,10 +530,10 @@ static void copyup_phase(scale_run *s)
 static void run_scale(const bench_opts *o)
 {
 	scale_run s = { .o = o, .n = o->scale, .vsize = o->vsize };
-	path_join(s.mapdir, o->dir, "fhmap");
-	path_join(s.floordir[0], o->dir, "floor");
-	path_join(s.floordir[1], o->dir, "floor-named");
-	path_join(s.sqlpath, o->dir, "sqlite.db");
+	bench_path_join(s.mapdir, o->dir, "fhmap");
+	bench_path_join(s.floordir[0], o->dir, "floor");
+	bench_path_join(s.floordir[1], o->dir, "floor-named");
+	bench_path_join(s.sqlpath, o->dir, "sqlite.db");
 	scale_clean(&s);
 	s.inos = malloc(s.n * sizeof *s.inos);
 	if (!s.inos || s.n < 2)

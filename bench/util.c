@@ -35,6 +35,12 @@ void bench_die(const char *what, int err)
 	exit(1);
 }
 
+void bench_path_join(char *out, const char *dir, const char *name)
+{
+	if ((size_t)snprintf(out, FHMAP_PATH_MAX, "%s/%s", dir, name) >= FHMAP_PATH_MAX)
+		bench_die("path too long", -ENAMETOOLONG);
+}
+
 int64_t bench_disk_flushes(const char *path)
 {
 	struct stat st;
