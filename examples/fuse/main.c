@@ -244,8 +244,7 @@ static int open_work(const struct ufs_options *o)
 
 	if (o->workdir) {
 		char *w = realpath(o->workdir, NULL);
-		size_t ul = strlen(ufs.upper.root);
-		int inside = w && !strncmp(w, ufs.upper.root, ul) && (w[ul] == '/' || !w[ul]);
+		int inside = w && path_within(w, ufs.upper.root);
 
 		free(w);
 		if (inside) {
