@@ -195,9 +195,7 @@ static int copy_dest(int *dirfd, char *name, size_t size, const fhmap_object *ob
 		snprintf(name, size, "%" PRIu64, obj->ino);
 		return 0;
 	}
-	r = ufs_copyup(obj->parent);
-	if (r == 0)
-		r = ufs_obj_get(&parent, obj->parent);
+	r = ufs_copyup(&parent, obj->parent);
 	if (r == 0)
 		r = fhmap_open_real(dirfd, ufs.map, &parent.upper, O_RDONLY | O_DIRECTORY);
 	if (r == 0)
@@ -205,7 +203,7 @@ static int copy_dest(int *dirfd, char *name, size_t size, const fhmap_object *ob
 	return r;
 }
 
-int ufs_copyup(uint64_t ino)
+int ufs_copyup(fhmap_object *out, uint64_t ino)
 {
 	fhmap_object obj;
 	struct stat st;
@@ -213,8 +211,11 @@ int ufs_copyup(uint64_t ino)
 	int src = -1, dirfd = -1, placed = 0, r;
 
 	r = ufs_obj_get(&obj, ino);
-	if (r < 0 || obj.state == FHMAP_STATE_UPPER)
+	if (r < 0 || obj.state == FHMAP_STATE_UPPER) {
+		if (r == 0 && out)
+			*out = obj;
 		return r;
+	}
 	if (obj.state != FHMAP_STATE_ORIGIN || !obj.has_origin || ino == FHMAP_ROOT_INO)
 		return -EIO; /* an intent this process did not resolve */
 	r = fhmap_open_real(&src, ufs.map, &obj.origin, O_PATH);
@@ -256,8 +257,15 @@ int ufs_copyup(uint64_t ino)
 		r = fhmap_realfh_at(&u, ufs.upper.id, dirfd, dname);
 	if (!r)
 		r = fhmap_copyup_commit(ufs.map, ino, &u);
-	if (!r)
+	if (!r) {
 		ufs.copyups++;
+		/* what the commit changed: no need to read the object again */
+		obj.state = FHMAP_STATE_UPPER;
+		obj.has_upper = 1;
+		obj.upper = u;
+		if (out)
+			*out = obj;
+	}
 	if (r < 0) {
 		if (placed)
 			remove_any(dirfd, dname);

@@ -433,10 +433,7 @@ int ufs_dir_upper(struct ufs_dir *d)
 {
 	if (d->upper_fd >= 0)
 		return 0;
-	int r = ufs_copyup(d->obj.ino);
-	if (r < 0)
-		return r;
-	r = ufs_obj_get(&d->obj, d->obj.ino);
+	int r = ufs_copyup(&d->obj, d->obj.ino);
 	if (r < 0)
 		return r;
 	return fhmap_open_real(&d->upper_fd, ufs.map, &d->obj.upper, O_RDONLY | O_DIRECTORY);

@@ -183,14 +183,6 @@ static void ufs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_attr(req, &st, UFS_TIMEOUT);
 }
 
-/* Reads the object after making sure it lives on the upper layer. */
-static int obj_upper(fhmap_object *obj, uint64_t ino)
-{
-	int r = ufs_copyup(ino);
-
-	return r < 0 ? r : ufs_obj_get(obj, ino);
-}
-
 static int apply_setattr(const fhmap_object *obj, struct stat *attr, int to_set, struct fuse_file_info *fi)
 {
 	char proc[64];
@@ -275,7 +267,7 @@ static void ufs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 {
 	fhmap_object obj;
 	struct stat st;
-	int r = obj_upper(&obj, ino);
+	int r = ufs_copyup(&obj, ino);
 
 	if (r == -ESTALE) {
 		r = setattr_unlinked(&st, ino, attr, to_set, fi);
@@ -590,7 +582,7 @@ static int resolve_counted(struct ufs_entry *e, const struct ufs_dir *d, const c
 
 	if (r == 0 && e->obj.type != S_IFDIR && e->obj.state == FHMAP_STATE_ORIGIN && !e->on_upper &&
 	    e->lower_st.st_nlink > 1) {
-		r = ufs_copyup(e->obj.ino);
+		r = ufs_copyup(NULL, e->obj.ino);
 		if (r == 0)
 			r = ufs_resolve(e, d, name);
 	}
@@ -678,7 +670,7 @@ static void ufs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
 	if (r == 0 && obj.type == S_IFDIR)
 		r = -EPERM;
 	if (r == 0)
-		r = obj_upper(&obj, ino);
+		r = ufs_copyup(&obj, ino);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -738,7 +730,7 @@ static int prepare_dir_move(uint64_t ino)
 {
 	struct ufs_dir d;
 	char proc[64], path[FHMAP_PATH_MAX + 1];
-	int r = ufs_copyup(ino);
+	int r = ufs_copyup(NULL, ino);
 
 	if (r == 0)
 		r = ufs_dir_open(&d, ino);
@@ -860,7 +852,7 @@ static int do_rename(struct rename_ctx *c, fuse_ino_t parent, const char *name, 
 
 	if (r != 0)
 		return r > 0 ? 0 : r;
-	r = c->s.obj.type == S_IFDIR ? prepare_dir_move(c->s.obj.ino) : ufs_copyup(c->s.obj.ino);
+	r = c->s.obj.type == S_IFDIR ? prepare_dir_move(c->s.obj.ino) : ufs_copyup(NULL, c->s.obj.ino);
 	/* copy-ups may have created upper directories: look again */
 	ufs_dir_close(&c->sd);
 	ufs_dir_close(&c->dd);
@@ -933,7 +925,7 @@ static void ufs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r == 0 && obj.type == S_IFDIR)
 		r = -EISDIR;
 	if (r == 0 && writing)
-		r = obj_upper(&obj, ino);
+		r = ufs_copyup(&obj, ino);
 	if (r == 0)
 		r = ufs_open_live(&fd, &obj, fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY));
 	if (r == -ESTALE && ufs_node_kept_fd(ino) >= 0) {
@@ -1182,7 +1174,7 @@ static void ufs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static int xattr_target(int *fd, char *proc, size_t size, fuse_ino_t ino, const char *name)
 {
 	fhmap_object obj;
-	int r = ufs_xattr_private(name) ? -EPERM : obj_upper(&obj, ino);
+	int r = ufs_xattr_private(name) ? -EPERM : ufs_copyup(&obj, ino);
 
 	if (r == 0)
 		r = fhmap_open_real(fd, ufs.map, &obj.upper, O_PATH);

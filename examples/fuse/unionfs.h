@@ -108,8 +108,9 @@ void ufs_node_keep(const fhmap_object *obj);
 int ufs_node_kept_fd(uint64_t ino);
 int ufs_node_kept_stat(struct stat *st, uint64_t ino);
 
-/* Copy-up (copyup.c). */
-int ufs_copyup(uint64_t ino);
+/* Copy-up (copyup.c): makes sure object @ino lives on the upper layer;
+ * @out, if not NULL, receives the object as it is then. */
+int ufs_copyup(fhmap_object *out, uint64_t ino);
 int ufs_recover_pending(void);
 int ufs_work_clean(void);
 int ufs_tmp_name(char *buf, size_t size, const char *prefix);
