@@ -327,6 +327,14 @@ static int layer_index(uint32_t id, size_t *out)
 	return -ENXIO;
 }
 
+int ufs_dir_lower_path(char **out, const struct ufs_dir *d)
+{
+	size_t i;
+	int r = d->nlower ? layer_index(d->lower_id[0], &i) : -ENOENT;
+
+	return r ? r : lower_path(out, &d->obj, d->lower_fd[0], &ufs.lowers[i]);
+}
+
 /* Opens the lower stack of a directory object: its origin, then the same
  * path on every lower layer below, up to a non-directory, whiteout or
  * opaque directory. */

@@ -738,21 +738,12 @@ static int prepare_dir_move(uint64_t ino)
 		return r;
 	ufs_proc_path(proc, sizeof(proc), d.upper_fd);
 	if (d.nlower) {
-		char lproc[64], lpath[FHMAP_PATH_MAX];
-		ssize_t n;
+		char *rel;
 
-		ufs_proc_path(lproc, sizeof(lproc), d.lower_fd[0]);
-		n = readlink(lproc, lpath, sizeof(lpath) - 1);
-		r = n < 0 ? -errno : 0;
+		r = ufs_dir_lower_path(&rel, &d);
 		if (r == 0) {
-			const char *root = NULL;
-
-			lpath[n] = '\0';
-			for (size_t i = 0; i < ufs.nlowers; i++)
-				if (ufs.lowers[i].id == d.lower_id[0])
-					root = ufs.lowers[i].root;
-			const char *rel = root ? lpath + strlen(root) : "";
-			snprintf(path, sizeof(path), "%s", *rel ? rel : "/");
+			snprintf(path, sizeof(path), "/%s", strcmp(rel, ".") ? rel : "");
+			free(rel);
 			if (getxattr(proc, UFS_XATTR_REDIRECT, NULL, 0) < 0 &&
 			    setxattr(proc, UFS_XATTR_REDIRECT, path, strlen(path), 0) < 0)
 				r = -errno;

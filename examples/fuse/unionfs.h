@@ -83,6 +83,9 @@ int ufs_set_lowerlinks(int fd, long value);
 int ufs_dir_open(struct ufs_dir *d, uint64_t ino);
 void ufs_dir_close(struct ufs_dir *d);
 int ufs_dir_upper(struct ufs_dir *d);
+/* Path of the directory's first lower part below its layer root ("." for
+ * the root), without a leading slash; free it. */
+int ufs_dir_lower_path(char **out, const struct ufs_dir *d);
 int ufs_resolve(struct ufs_entry *e, const struct ufs_dir *d, const char *name);
 int ufs_is_whiteout(const struct stat *st);
 int ufs_is_work_name(const struct ufs_dir *d, const char *name);
