@@ -60,7 +60,7 @@ int fhmap__err(int mdb_rc);
 void fhmap__log(fhmap *m, fhmap_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* ---- store.c: transactions ---- */
+/* ---- txn.c: transactions ---- */
 typedef struct fhmap__rtxn {
 	MDB_txn *txn;
 	fhmap__rslot *slot; /* NULL for a batch's or a temporary transaction */
@@ -79,6 +79,10 @@ typedef struct fhmap__wtxn {
 
 typedef int (*fhmap__write_fn)(fhmap__wtxn *w, void *arg);
 int fhmap__write(fhmap *m, fhmap__write_fn fn, void *arg);
+/* Commits @txn, telling a full disk from an I/O error. */
+int fhmap__commit(fhmap *m, MDB_txn *txn);
+/* This thread has a batch open on @m. */
+int fhmap__batch_active(const fhmap *m);
 
 /* Key/value access to one table; @key is the key without the table byte. */
 int fhmap__get(MDB_txn *txn, const fhmap *m, int db, const void *key, size_t klen, MDB_val *val);
@@ -90,7 +94,7 @@ int fhmap__del(fhmap__wtxn *w, int db, const void *key, size_t klen);
  * byte; past the table's last entry it gives MDB_NOTFOUND. */
 int fhmap__cursor_get(MDB_cursor *cur, int db, MDB_val *k, MDB_val *v, MDB_cursor_op op);
 
-/* ---- store.c: object records ---- */
+/* ---- record.c: object records ---- */
 typedef struct fhmap__rfh {
 	uint32_t layer;
 	int32_t type;
