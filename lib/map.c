@@ -1,6 +1,8 @@
 /* The map's life: opening (options, identity, format), closing, sync,
  * information and backup. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -58,14 +60,18 @@ static int check_options(fhmap_open_options *o, const fhmap_open_options *given)
 {
 	fhmap_open_options def = FHMAP_OPEN_OPTIONS_INIT;
 
-	*o = given ? *given : def;
-	if (o->version != FHMAP_OPEN_OPTIONS_VERSION)
+	*o = def;
+	if (given && given->version == 1)
+		memcpy(o, given, offsetof(fhmap_open_options, flush_interval_ms));
+	else if (given && given->version == FHMAP_OPEN_OPTIONS_VERSION)
+		*o = *given;
+	else if (given)
 		return -EINVAL;
 	if (o->flags & ~(FHMAP_OPEN_CREATE | FHMAP_OPEN_RDONLY | FHMAP_OPEN_VERIFY))
 		return -EINVAL;
 	if ((o->flags & FHMAP_OPEN_CREATE) && (o->flags & FHMAP_OPEN_RDONLY))
 		return -EINVAL;
-	if (o->sync != FHMAP_SYNC_FULL && o->sync != FHMAP_SYNC_LAZY)
+	if (o->sync != FHMAP_SYNC_FULL && o->sync != FHMAP_SYNC_LAZY && o->sync != FHMAP_SYNC_DEFERRED)
 		return -EINVAL;
 	if (!o->max_map_size)
 		o->max_map_size = DEFAULT_MAX_MAP_SIZE;
@@ -96,7 +102,7 @@ static int check_path(const char *path, int create)
 	return 0;
 }
 
-static int meta_get(MDB_txn *txn, fhmap *m, const char *key, void *out, size_t len)
+static int meta_get(const fhmap__txn *txn, fhmap *m, const char *key, void *out, size_t len)
 {
 	MDB_val v;
 	int rc = fhmap__get(txn, m, FHMAP__DB_META, key, strlen(key), &v);
@@ -112,7 +118,7 @@ static int meta_get(MDB_txn *txn, fhmap *m, const char *key, void *out, size_t l
 }
 
 /* Reads identity and secret; refuses maps of other format versions. */
-static int load_identity(fhmap *m, MDB_txn *txn)
+static int load_identity(fhmap *m, const fhmap__txn *txn)
 {
 	unsigned char fmt[4], secret[16];
 	uint32_t version;
@@ -136,11 +142,11 @@ static int load_identity(fhmap *m, MDB_txn *txn)
 }
 
 /* A map of format 1 kept its tables as named LMDB tables, "meta" among them. */
-static int old_format(fhmap *m, MDB_txn *txn)
+static int old_format(fhmap *m, const fhmap__txn *txn)
 {
 	MDB_val k = { 4, "meta" }, v;
 
-	if (mdb_get(txn, m->dbi, &k, &v) != 0)
+	if (mdb_get(txn->main, m->dbi, &k, &v) != 0)
 		return -EMEDIUMTYPE;
 	fhmap__log(m, FHMAP_LOG_ERROR, "map has format version 1; this library reads version %u",
 	           FHMAP_FORMAT_VERSION);
@@ -151,34 +157,34 @@ static int old_format(fhmap *m, MDB_txn *txn)
  * refuses an environment that holds anything else. */
 static int open_dbs(fhmap *m, int create)
 {
-	fhmap__wtxn w = { m, NULL, 0 };
+	fhmap__wtxn w = { m, { NULL, NULL }, 0 };
 	MDB_stat st;
 	int fresh = 0, rc;
 
-	rc = fhmap__err(mdb_txn_begin(m->env, NULL, create ? 0 : MDB_RDONLY, &w.txn));
+	rc = fhmap__err(mdb_txn_begin(m->env, NULL, create ? 0 : MDB_RDONLY, &w.t.main));
 	if (rc)
 		return rc;
-	if ((rc = fhmap__err(mdb_dbi_open(w.txn, NULL, 0, &m->dbi))) != 0)
+	if ((rc = fhmap__err(mdb_dbi_open(w.t.main, NULL, 0, &m->dbi))) != 0)
 		goto out;
 	if (create) {
-		if ((rc = fhmap__err(mdb_stat(w.txn, m->dbi, &st))) != 0)
+		if ((rc = fhmap__err(mdb_stat(w.t.main, m->dbi, &st))) != 0)
 			goto out;
 		fresh = st.ms_entries == 0;
 	}
 	if (fresh && (rc = fhmap__meta_init(&w)) != 0)
 		goto out;
-	if ((rc = load_identity(m, w.txn)) != 0) {
+	if ((rc = load_identity(m, &w.t)) != 0) {
 		if (rc == -EMEDIUMTYPE)
-			rc = old_format(m, w.txn);
+			rc = old_format(m, &w.t);
 		goto out;
 	}
-	rc = fhmap__commit(m, w.txn);
-	w.txn = NULL;
+	rc = fhmap__commit(m, w.t.main);
+	w.t.main = NULL;
 	if (rc == 0 && fresh)
 		fhmap__log(m, FHMAP_LOG_INFO, "created a new map");
 out:
-	if (w.txn)
-		mdb_txn_abort(w.txn);
+	if (w.t.main)
+		mdb_txn_abort(w.t.main);
 	return rc == FHMAP__EMAPFULL ? -ENOSPC : rc;
 }
 
@@ -191,6 +197,33 @@ static void report_pending(fhmap *m)
 		           "%zu copy-up intent(s) left pending by an earlier run: list them with "
 		           "fhmap_copyup_pending() and commit or abort each",
 		           count);
+}
+
+/* What only a writer does at open: the lock file, what a crash left, the
+ * run record, and in deferred mode the overlay. */
+static int open_writer(fhmap *m, const fhmap_open_options *o)
+{
+	char lock[FHMAP_PATH_MAX + 16];
+	int rc, deferred = o->sync == FHMAP_SYNC_DEFERRED, own;
+
+	snprintf(lock, sizeof(lock), "%s/fhmap.lock", m->path);
+	if ((m->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		return -errno;
+	/* Overlays are committed by whoever holds the DEFERRED byte: busy
+	 * means a live process in deferred mode owns its overlay. */
+	own = fhmap__deferred_lock(m, 1) == 0;
+	if (deferred && !own) {
+		fhmap__log(m, FHMAP_LOG_ERROR, "another process has the map open in deferred mode");
+		return -EBUSY;
+	}
+	if (own && (rc = fhmap__ovl_leftovers(m)) != 0)
+		return rc;
+	if (own && !deferred)
+		fhmap__deferred_lock(m, 0);
+	if ((rc = fhmap__run_begin(m)) != 0)
+		return rc;
+	m->writing = 1;
+	return deferred ? fhmap__ovl_open(m, o->flush_interval_ms, o->max_readers) : 0;
 }
 
 int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
@@ -207,13 +240,21 @@ int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
 		return -EINVAL;
 	if ((rc = check_options(&o, opts)) != 0)
 		return rc;
+	if ((o.flags & FHMAP_OPEN_RDONLY) && o.sync == FHMAP_SYNC_DEFERRED)
+		return -EINVAL;
 	if ((rc = check_path(path, !!(o.flags & FHMAP_OPEN_CREATE))) != 0)
 		return rc;
 	if ((o.flags & FHMAP_OPEN_VERIFY) && (rc = fhmap__verify(path, &o)) != 0)
 		return rc;
 	if (!(m = calloc(1, sizeof(*m))))
 		return -ENOMEM;
+	m->lock_fd = -1;
+	if (!(m->path = strdup(path))) {
+		free(m);
+		return -ENOMEM;
+	}
 	if ((rc = register_open(m, path)) != 0) {
+		free(m->path);
 		free(m);
 		return rc;
 	}
@@ -225,6 +266,10 @@ int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
 	m->nslots = READ_SLOTS;
 	pthread_rwlock_init(&m->resize_lock, NULL);
 	pthread_mutex_init(&m->fd_lock, NULL);
+	pthread_mutex_init(&m->wq_lock, NULL);
+	pthread_cond_init(&m->wq_cond, NULL);
+	m->wq_tail = &m->wq_head;
+	fhmap__boot_id(m->boot);
 	m->slots = aligned_alloc(64, m->nslots * sizeof(*m->slots));
 	if (!m->slots) {
 		rc = -ENOMEM;
@@ -233,6 +278,7 @@ int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
 	for (unsigned int i = 0; i < m->nslots; i++) {
 		atomic_init(&m->slots[i].busy, 0);
 		m->slots[i].txn = NULL;
+		m->slots[i].otxn = NULL;
 	}
 	if (m->read_only)
 		flags |= MDB_RDONLY;
@@ -247,6 +293,8 @@ int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
 		goto fail;
 	if ((rc = open_dbs(m, !!(o.flags & FHMAP_OPEN_CREATE))) != 0)
 		goto fail;
+	if (!m->read_only && (rc = open_writer(m, &o)) != 0)
+		goto fail;
 	report_pending(m);
 	*out = m;
 	return 0;
@@ -255,24 +303,49 @@ fail:
 	return rc == FHMAP__EMAPFULL ? -ENOSPC : rc;
 }
 
+/* Drops the slots' transactions of @env's kind (overlay or main). */
+static void slots_drop(fhmap *m, int ovl)
+{
+	for (unsigned int i = 0; i < m->nslots; i++) {
+		MDB_txn **t = ovl ? &m->slots[i].otxn : &m->slots[i].txn;
+
+		if (*t)
+			mdb_txn_abort(*t);
+		*t = NULL;
+	}
+}
+
 void fhmap_close(fhmap *m)
 {
+	int rc = 0;
+
 	if (!m)
 		return;
 	if (fhmap__batch_active(m))
 		fhmap_batch_abort(m);
+	if (m->slots)
+		slots_drop(m, 1);
+	if (m->ovl)
+		rc = fhmap__ovl_close(m, m->writing ? fhmap__close_txn : NULL, NULL);
+	else if (m->writing)
+		rc = fhmap__close_write(m);
+	if (rc)
+		fhmap__log(m, FHMAP_LOG_ERROR, "last commit at close failed: %s", fhmap_strerror(rc));
 	if (m->slots) {
-		for (unsigned int i = 0; i < m->nslots; i++)
-			if (m->slots[i].txn)
-				mdb_txn_abort(m->slots[i].txn);
+		slots_drop(m, 0);
 		free(m->slots);
 	}
 	fhmap__layer_fds_close(m);
 	if (m->env)
 		mdb_env_close(m->env);
+	if (m->lock_fd >= 0)
+		close(m->lock_fd); /* drops its OFD locks */
 	pthread_rwlock_destroy(&m->resize_lock);
 	pthread_mutex_destroy(&m->fd_lock);
+	pthread_mutex_destroy(&m->wq_lock);
+	pthread_cond_destroy(&m->wq_cond);
 	unregister_open(m);
+	free(m->path);
 	free(m);
 }
 
@@ -280,9 +353,7 @@ int fhmap_sync(fhmap *m)
 {
 	if (!m)
 		return -EINVAL;
-	if (m->read_only)
-		return 0;
-	return fhmap__err(mdb_env_sync(m->env, 1));
+	return fhmap__write_sync(m);
 }
 
 int fhmap_info_get(fhmap_info *out, fhmap *m)
@@ -300,9 +371,9 @@ int fhmap_info_get(fhmap_info *out, fhmap *m)
 	out->sync = m->sync;
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	if ((rc = fhmap__meta_u64(r.txn, m, "gen_base", &base)) == 0 &&
-	    (rc = fhmap__meta_u64(r.txn, m, "created", &out->created)) == 0)
-		rc = fhmap__meta_u64(r.txn, m, "next_ino", &out->next_ino);
+	if ((rc = fhmap__meta_u64(&r.t, m, "gen_base", &base)) == 0 &&
+	    (rc = fhmap__meta_u64(&r.t, m, "created", &out->created)) == 0)
+		rc = fhmap__meta_u64(&r.t, m, "next_ino", &out->next_ino);
 	fhmap__read_end(m, &r);
 	out->gen_base = (uint32_t)base;
 	return rc;

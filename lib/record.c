@@ -203,7 +203,7 @@ size_t fhmap__ikey(unsigned char *key, const fhmap__rfh *fh)
 	return 6 + fh->len;
 }
 
-int fhmap__obj_load(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy)
+int fhmap__obj_load(const fhmap__txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy)
 {
 	unsigned char key[8];
 	MDB_val val;
@@ -222,7 +222,7 @@ int fhmap__obj_load(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsig
 	return fhmap__rec_parse(rec, ino, &val);
 }
 
-int fhmap__obj_load_live(MDB_txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy)
+int fhmap__obj_load_live(const fhmap__txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy)
 {
 	int rc = fhmap__obj_load(txn, m, ino, rec, copy);
 
@@ -234,7 +234,7 @@ int fhmap__obj_store(fhmap__wtxn *w, uint64_t ino, const fhmap__rec *rec)
 	unsigned char key[8], buf[FHMAP__REC_MAX];
 
 	fhmap__be64(key, ino);
-	return fhmap__put(w, FHMAP__DB_OBJECTS, key, 8, buf, fhmap__rec_pack(buf, ino, rec), 0);
+	return fhmap__put(w, FHMAP__DB_OBJECTS, key, 8, buf, fhmap__rec_pack(buf, ino, rec));
 }
 
 int fhmap__realfh_check(const fhmap_realfh *fh)
