@@ -49,8 +49,8 @@ const char *fhmap_fh_status_str(fhmap_fh_status status)
 	return "invalid status";
 }
 
-static int encode_ids(const fhmap__txn *txn, fhmap *m, uint64_t ino, uint64_t *parent, uint32_t *gen, uint32_t *pgen,
-                      int connectable)
+static int encode_ids(const fhmap__txn *txn, fhmap *m, uint64_t ino, uint64_t *parent, uint32_t *gen,
+                      uint32_t *pgen, int connectable)
 {
 	fhmap__rec rec;
 	int rc;
@@ -144,7 +144,8 @@ static int parse(fhmap_decoded *out, fhmap *m, const unsigned char *b, size_t le
 	if (!mac && !(flags & FHMAP_FH_ALLOW_UNSIGNED))
 		return reject(out, FHMAP_FH_UNSIGNED_REFUSED, -EBADMSG);
 	if (mac) {
-		uint64_t want = fhmap__siphash24(m->key, b, need - 8), diff = want ^ fhmap__get_le64(b + need - 8);
+		uint64_t want = fhmap__siphash24(m->key, b, need - 8),
+		         diff = want ^ fhmap__get_le64(b + need - 8);
 
 		/* Constant time: no early exit on the first differing byte. */
 		if (diff)

@@ -113,7 +113,8 @@ static void group_main(fhmap *m, fhmap__wreq *g)
 {
 	int rc;
 
-	if (m->sync == FHMAP_SYNC_LAZY && fhmap__alloc_room(m) < group_size(g) && (rc = reserve_durably(m)) != 0) {
+	if (m->sync == FHMAP_SYNC_LAZY && fhmap__alloc_room(m) < group_size(g) &&
+	    (rc = reserve_durably(m)) != 0) {
 		group_fail(g, rc == FHMAP__EMAPFULL ? -ENOSPC : rc);
 		return;
 	}

@@ -94,7 +94,8 @@ static int replay(fhmap__ovl *o, MDB_txn *ovl, fhmap *m, MDB_txn *main)
 
 	if (rc)
 		return fhmap__err(rc);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size && *(const unsigned char *)k.mv_data == 0)
 			continue;
 		if (v.mv_size)
@@ -374,8 +375,10 @@ static void *flusher(void *arg)
 
 int fhmap__deferred_lock(fhmap *m, int take)
 {
-	struct flock fl = { .l_type = take ? F_WRLCK : F_UNLCK, .l_whence = SEEK_SET,
-	                    .l_start = FHMAP__LOCK_DEFERRED, .l_len = 1 };
+	struct flock fl = { .l_type = take ? F_WRLCK : F_UNLCK,
+		            .l_whence = SEEK_SET,
+		            .l_start = FHMAP__LOCK_DEFERRED,
+		            .l_len = 1 };
 
 	if (fcntl(m->lock_fd, F_OFD_SETLK, &fl) == 0)
 		return 0;
@@ -518,7 +521,8 @@ int fhmap__ovl_close(fhmap *m, fhmap__write_fn extra, void *arg)
 	pthread_join(o->thread, NULL);
 	rc = flush(m, o, FLUSH_REPLAY, extra, arg);
 	if (rc)
-		fhmap__log(m, FHMAP_LOG_ERROR, "deferred updates left for the next open: %s", fhmap_strerror(rc));
+		fhmap__log(m, FHMAP_LOG_ERROR, "deferred updates left for the next open: %s",
+		           fhmap_strerror(rc));
 	if (o->exclusive)
 		fhmap__writers_lock(m, F_UNLCK);
 	m->ovl = NULL;

@@ -84,8 +84,7 @@ static int layer_walk(const fhmap__txn *txn, fhmap *m, int (*fn)(const fhmap_lay
 			rc = -EUCLEAN;
 			break;
 		}
-		if ((rc = layer_parse(l, fhmap__get_be32(kp), &v)) != 0 ||
-		    (rc = fn(l, ctx)) != 0)
+		if ((rc = layer_parse(l, fhmap__get_be32(kp), &v)) != 0 || (rc = fn(l, ctx)) != 0)
 			break;
 	}
 	fhmap__cursor_close(&cur);

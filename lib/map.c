@@ -407,5 +407,6 @@ int fhmap_backup(fhmap *m, const char *dest)
 
 const char *fhmap_version(void)
 {
-	return FHMAP__STR(FHMAP_VERSION_MAJOR) "." FHMAP__STR(FHMAP_VERSION_MINOR) "." FHMAP__STR(FHMAP_VERSION_PATCH);
+	return FHMAP__STR(FHMAP_VERSION_MAJOR) "." FHMAP__STR(FHMAP_VERSION_MINOR) "." FHMAP__STR(
+	    FHMAP_VERSION_PATCH);
 }

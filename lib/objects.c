@@ -154,7 +154,8 @@ static int do_bind(fhmap__wtxn *w, void *arg)
 		rc = fhmap__get(&w->t, w->m, FHMAP__DB_OBJECTS, key, 8, &v);
 		if (rc != -ENOENT)
 			return rc ? rc : -EEXIST;
-	} else if ((rc = parent_check(&w->t, w->m, a->parent)) != 0 || (rc = fhmap__alloc_ino(w, &a->ino)) != 0) {
+	} else if ((rc = parent_check(&w->t, w->m, a->parent)) != 0 ||
+	           (rc = fhmap__alloc_ino(w, &a->ino)) != 0) {
 		return rc;
 	}
 	if ((rc = fhmap__alloc_gen(w, &rec.gen)) != 0)
@@ -551,7 +552,8 @@ int fhmap_object_update(fhmap *m, const fhmap_object *o)
 
 	if (!m || !o || !o->ino || memchr(o->name, '\0', sizeof(o->name)) == NULL)
 		return -EINVAL;
-	if ((o->has_origin && fhmap__realfh_check(&o->origin)) || (o->has_upper && fhmap__realfh_check(&o->upper)))
+	if ((o->has_origin && fhmap__realfh_check(&o->origin)) ||
+	    (o->has_upper && fhmap__realfh_check(&o->upper)))
 		return -EINVAL;
 	if (o->ino != FHMAP_ROOT_INO && (rc = fhmap__name_check(o->name)) != 0)
 		return rc;
@@ -625,7 +627,8 @@ int fhmap_object_restore(fhmap *m, const fhmap_object *o)
 	if (!(o->state == FHMAP_STATE_UPPER && o->has_upper) &&
 	    !(o->state == FHMAP_STATE_ORIGIN && o->has_origin && !o->has_upper))
 		return -EINVAL;
-	if ((o->has_origin && fhmap__realfh_check(&o->origin)) || (o->has_upper && fhmap__realfh_check(&o->upper)))
+	if ((o->has_origin && fhmap__realfh_check(&o->origin)) ||
+	    (o->has_upper && fhmap__realfh_check(&o->upper)))
 		return -EINVAL;
 	if ((rc = fhmap__name_check(o->name)) != 0)
 		return rc;
@@ -795,7 +798,8 @@ static int count_entries(const fhmap__txn *txn, fhmap *m, fhmap_map_stats *s)
 
 	if (rc)
 		return rc;
-	for (rc = fhmap__cursor_get(&cur, &k, &v, MDB_FIRST); rc == 0; rc = fhmap__cursor_get(&cur, &k, &v, MDB_NEXT)) {
+	for (rc = fhmap__cursor_get(&cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = fhmap__cursor_get(&cur, &k, &v, MDB_NEXT)) {
 		const unsigned char *kp = k.mv_data;
 
 		switch (k.mv_size ? kp[0] : 0) {

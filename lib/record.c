@@ -273,4 +273,3 @@ int fhmap__type_check(uint32_t type)
 		return -EINVAL;
 	}
 }
-

@@ -83,7 +83,8 @@ static void adopt_resize(fhmap *m)
 static fhmap__rslot *slot_acquire(fhmap *m)
 {
 	for (unsigned int i = 0; i < m->nslots; i++) {
-		unsigned int idx = tl_slot_hint + i < m->nslots ? tl_slot_hint + i : tl_slot_hint + i - m->nslots;
+		unsigned int idx = tl_slot_hint + i < m->nslots ? tl_slot_hint + i
+		                                                : tl_slot_hint + i - m->nslots;
 		fhmap__rslot *s = &m->slots[idx];
 
 		if (!atomic_load_explicit(&s->busy, memory_order_relaxed) && !atomic_exchange(&s->busy, 1)) {
@@ -240,7 +241,9 @@ int fhmap__commit(fhmap *m, MDB_txn *txn)
  * around its write transaction, so none commits in between. */
 int fhmap__writers_lock(fhmap *m, short type)
 {
-	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = FHMAP__LOCK_WRITERS, .l_len = 1 };
+	struct flock fl = {
+		.l_type = type, .l_whence = SEEK_SET, .l_start = FHMAP__LOCK_WRITERS, .l_len = 1
+	};
 
 	if (m->lock_fd < 0)
 		return 0;
@@ -372,7 +375,8 @@ static int side_seek(fhmap__cside *s, int db, MDB_val *from, MDB_cursor_op op)
 		return 0;
 	if (rc)
 		return fhmap__err(rc);
-	s->on = db == FHMAP__DB_ALL || (s->k.mv_size && *(const unsigned char *)s->k.mv_data == (unsigned char)db);
+	s->on = db == FHMAP__DB_ALL ||
+	        (s->k.mv_size && *(const unsigned char *)s->k.mv_data == (unsigned char)db);
 	return 0;
 }
 

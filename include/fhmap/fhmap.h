@@ -45,7 +45,7 @@ extern "C" {
 /** Major version of the library (changes on ABI breaks). */
 #define FHMAP_VERSION_MAJOR 0
 /** Minor version of the library (changes when API is added). */
-#define FHMAP_VERSION_MINOR 1
+#define FHMAP_VERSION_MINOR 2
 /** Patch version of the library. */
 #define FHMAP_VERSION_PATCH 0
 
