@@ -66,15 +66,15 @@ int fhmap_copyup_begin(fhmap *m, uint64_t ino, uint32_t upper_layer)
 static int pending_layer(const fhmap__txn *txn, fhmap *m, uint64_t ino, uint32_t *layer)
 {
 	unsigned char key[8];
-	MDB_val v;
+	fhmap__val v;
 	int rc;
 
 	fhmap__be64(key, ino);
 	if ((rc = fhmap__get(txn, m, FHMAP__DB_PENDING, key, 8, &v)) != 0)
 		return rc == -ENOENT ? -EUCLEAN : rc; /* state says pending */
-	if (v.mv_size != PENDING_SIZE)
+	if (v.size != PENDING_SIZE)
 		return -EUCLEAN;
-	*layer = fhmap__get_le32(v.mv_data);
+	*layer = fhmap__get_le32(v.data);
 	return 0;
 }
 
@@ -82,13 +82,13 @@ static int pending_layer(const fhmap__txn *txn, fhmap *m, uint64_t ino, uint32_t
 static int set_upper(fhmap__wtxn *w, struct copyup_args *a, fhmap__rec *rec)
 {
 	unsigned char key[FHMAP__IKEY_MAX], val[8];
-	MDB_val v;
+	fhmap__val v;
 	int rc;
 
 	fhmap__rfh_view(&rec->upper, a->upper);
 	rc = fhmap__get(&w->t, w->m, FHMAP__DB_UPPER, key, fhmap__ikey(key, &rec->upper), &v);
 	if (rc == 0)
-		return v.mv_size == 8 && fhmap__get_le64(v.mv_data) == a->ino ? -EUCLEAN : -EEXIST;
+		return v.size == 8 && fhmap__get_le64(v.data) == a->ino ? -EUCLEAN : -EEXIST;
 	if (rc != -ENOENT)
 		return rc;
 	fhmap__put_le64(val, a->ino);
@@ -207,7 +207,7 @@ int fhmap_copyup_abort(fhmap *m, uint64_t ino)
 int fhmap_copyup_pending(fhmap_copyup_intent *out, size_t cap, size_t *count, fhmap *m)
 {
 	fhmap__cursor cur;
-	MDB_val k, v;
+	fhmap__val k, v;
 	fhmap__rtxn r;
 	size_t n = 0;
 	int rc;
@@ -218,11 +218,11 @@ int fhmap_copyup_pending(fhmap_copyup_intent *out, size_t cap, size_t *count, fh
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
 	if ((rc = fhmap__cursor_open(&cur, &r.t, m, FHMAP__DB_PENDING)) == 0) {
-		for (rc = fhmap__cursor_get(&cur, &k, &v, MDB_FIRST); rc == 0;
-		     rc = fhmap__cursor_get(&cur, &k, &v, MDB_NEXT)) {
-			const unsigned char *kp = k.mv_data, *vp = v.mv_data;
+		for (rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__FIRST); rc == 0;
+		     rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__NEXT)) {
+			const unsigned char *kp = k.data, *vp = v.data;
 
-			if (k.mv_size != 8 || v.mv_size != PENDING_SIZE) {
+			if (k.size != 8 || v.size != PENDING_SIZE) {
 				rc = -EUCLEAN;
 				break;
 			}

@@ -24,7 +24,7 @@
 #include <unistd.h>
 #include <uuid/uuid.h>
 
-#include "fhmap_int.h"
+#include "lmdb.h"
 
 /* Sparse; a flush empties it long before (FLUSH_ENTRIES). */
 #define OVL_MAP_SIZE (256ull << 20)
@@ -99,8 +99,8 @@ static int replay(fhmap__ovl *o, MDB_txn *ovl, fhmap *m, MDB_txn *main)
 		if (k.mv_size && *(const unsigned char *)k.mv_data == 0)
 			continue;
 		if (v.mv_size)
-			rc = mdb_put(main, m->dbi, &k, &v, 0);
-		else if ((rc = mdb_del(main, m->dbi, &k, NULL)) == MDB_NOTFOUND)
+			rc = mdb_put(main, LM(m)->dbi, &k, &v, 0);
+		else if ((rc = mdb_del(main, LM(m)->dbi, &k, NULL)) == MDB_NOTFOUND)
 			rc = 0;
 		if (rc)
 			break;
@@ -139,12 +139,13 @@ static int flush(fhmap *m, fhmap__ovl *o, unsigned int how, fhmap__write_fn extr
 		fhmap__alloc saved = m->alloc;
 		fhmap__wtxn w = { m, { NULL, NULL }, 0 };
 		unsigned char seq[8];
-		MDB_txn *ovl;
+		MDB_txn *ovl, *main;
 		uint64_t seen;
 		int rc;
 
-		if ((rc = fhmap__write_begin(m, &w.t.main)) != 0)
+		if ((rc = fhmap__write_begin(m, &main)) != 0)
 			return rc;
+		w.t.main = main;
 		seen = fhmap__map_size(m);
 		if ((rc = fhmap__err(mdb_txn_begin(o->env, NULL, 0, &ovl))) != 0) {
 			mdb_txn_abort(w.t.main);
@@ -188,8 +189,13 @@ static void dirty_clear(fhmap__ovl *o)
 
 int fhmap__ovl_flush(fhmap *m)
 {
-	fhmap__ovl *o = m->ovl;
-	int rc = flush(m, o, FLUSH_REPLAY | FLUSH_TOPUP, NULL, NULL);
+	return fhmap__ovl_flush_with(m, NULL, NULL);
+}
+
+int fhmap__ovl_flush_with(fhmap *m, fhmap__write_fn fn, void *arg)
+{
+	fhmap__ovl *o = LM(m)->ovl;
+	int rc = flush(m, o, FLUSH_REPLAY | FLUSH_TOPUP, fn, arg);
 
 	if (rc == 0) {
 		dirty_clear(o);
@@ -219,7 +225,8 @@ static void dirty_mark(fhmap__ovl *o)
  * to read beneath it), taking the writers' byte if the overlay is empty. */
 static int ovl_begin(fhmap *m, fhmap__txn *t)
 {
-	fhmap__ovl *o = m->ovl;
+	fhmap__ovl *o = LM(m)->ovl;
+	MDB_txn *ovl;
 	int rc;
 
 	if (!o->exclusive) {
@@ -229,17 +236,18 @@ static int ovl_begin(fhmap *m, fhmap__txn *t)
 	}
 	if ((rc = fhmap__read_main_begin(m, &o->rtxn)) != 0)
 		return rc;
-	if ((rc = fhmap__err(mdb_txn_begin(o->env, NULL, 0, &t->ovl))) != 0) {
-		fhmap__read_end(m, &o->rtxn);
+	if ((rc = fhmap__err(mdb_txn_begin(o->env, NULL, 0, &ovl))) != 0) {
+		fhmap__lm_read_end(m, &o->rtxn);
 		return rc;
 	}
 	t->main = o->rtxn.t.main;
+	t->ovl = ovl;
 	return 0;
 }
 
 static int ovl_end(fhmap *m, fhmap__txn *t, int commit, unsigned int updates)
 {
-	fhmap__ovl *o = m->ovl;
+	fhmap__ovl *o = LM(m)->ovl;
 	int rc = 0;
 
 	if (commit) {
@@ -254,7 +262,7 @@ static int ovl_end(fhmap *m, fhmap__txn *t, int commit, unsigned int updates)
 		mdb_txn_abort(t->ovl);
 	}
 	t->ovl = NULL;
-	fhmap__read_end(m, &o->rtxn);
+	fhmap__lm_read_end(m, &o->rtxn);
 	if (o->exclusive && !o->entries && fhmap__writers_lock(m, F_UNLCK) == 0)
 		o->exclusive = 0;
 	return rc;
@@ -321,7 +329,7 @@ void fhmap__ovl_group(fhmap *m, fhmap__wreq *g)
 				r->rc = rc;
 		return;
 	}
-	if (sync || m->ovl->entries >= FLUSH_ENTRIES) {
+	if (sync || LM(m)->ovl->entries >= FLUSH_ENTRIES) {
 		rc = fhmap__ovl_flush(m);
 		for (fhmap__wreq *r = g; r; r = r->next)
 			if (!r->fn)
@@ -336,7 +344,7 @@ void fhmap__ovl_group(fhmap *m, fhmap__wreq *g)
 static void *flusher(void *arg)
 {
 	fhmap *m = arg;
-	fhmap__ovl *o = m->ovl;
+	fhmap__ovl *o = LM(m)->ovl;
 
 	pthread_mutex_lock(&o->lock);
 	while (!o->stop) {
@@ -380,7 +388,7 @@ int fhmap__deferred_lock(fhmap *m, int take)
 		            .l_start = FHMAP__LOCK_DEFERRED,
 		            .l_len = 1 };
 
-	if (fcntl(m->lock_fd, F_OFD_SETLK, &fl) == 0)
+	if (fcntl(LM(m)->lock_fd, F_OFD_SETLK, &fl) == 0)
 		return 0;
 	return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
 }
@@ -389,18 +397,18 @@ int fhmap__deferred_lock(fhmap *m, int take)
 static int applied_seq(fhmap *m, uint64_t *out)
 {
 	fhmap__rtxn r;
-	MDB_val v;
+	fhmap__val v;
 	int rc = fhmap__read_main_begin(m, &r);
 
 	*out = 0;
 	if (rc)
 		return rc;
 	rc = fhmap__get(&r.t, m, FHMAP__DB_META, "ovl_applied", 11, &v);
-	if (rc == 0 && v.mv_size == 8)
-		*out = fhmap__get_le64(v.mv_data);
+	if (rc == 0 && v.size == 8)
+		*out = fhmap__get_le64(v.data);
 	else if (rc == 0)
 		rc = -EUCLEAN;
-	fhmap__read_end(m, &r);
+	fhmap__lm_read_end(m, &r);
 	return rc == -ENOENT ? 0 : rc;
 }
 
@@ -493,11 +501,11 @@ int fhmap__ovl_open(fhmap *m, unsigned int interval_ms, unsigned int max_readers
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&o->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	m->ovl = o;
+	LM(m)->ovl = o;
 	if (rc == 0 && (rc = pthread_create(&o->thread, NULL, flusher, m)) != 0)
 		rc = -rc;
 	if (rc) {
-		m->ovl = NULL;
+		LM(m)->ovl = NULL;
 		pthread_cond_destroy(&o->cond);
 		pthread_mutex_destroy(&o->lock);
 		mdb_env_close(o->env);
@@ -510,7 +518,7 @@ int fhmap__ovl_open(fhmap *m, unsigned int interval_ms, unsigned int max_readers
 
 int fhmap__ovl_close(fhmap *m, fhmap__write_fn extra, void *arg)
 {
-	fhmap__ovl *o = m->ovl;
+	fhmap__ovl *o = LM(m)->ovl;
 	char file[FHMAP_PATH_MAX + 64];
 	int rc;
 
@@ -525,7 +533,7 @@ int fhmap__ovl_close(fhmap *m, fhmap__write_fn extra, void *arg)
 		           fhmap_strerror(rc));
 	if (o->exclusive)
 		fhmap__writers_lock(m, F_UNLCK);
-	m->ovl = NULL;
+	LM(m)->ovl = NULL;
 	mdb_env_close(o->env);
 	ovl_path(file, sizeof(file), m, m->boot);
 	if (rc == 0)

@@ -27,13 +27,13 @@ static int meta_put_u64(fhmap__wtxn *w, const char *key, uint64_t v)
 
 int fhmap__meta_u64(const fhmap__txn *txn, fhmap *m, const char *key, uint64_t *out)
 {
-	MDB_val v;
+	fhmap__val v;
 	int rc = fhmap__get(txn, m, FHMAP__DB_META, key, strlen(key), &v);
 
-	if (rc == -ENOENT || (rc == 0 && v.mv_size != 8))
+	if (rc == -ENOENT || (rc == 0 && v.size != 8))
 		return -EUCLEAN;
 	if (rc == 0)
-		*out = fhmap__get_le64(v.mv_data);
+		*out = fhmap__get_le64(v.data);
 	return rc;
 }
 

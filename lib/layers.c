@@ -12,12 +12,12 @@
 #define LAYER_HDR 20
 #define LAYER_ID_MAX UINT16_MAX
 
-static int layer_parse(fhmap_layer *out, uint32_t id, const MDB_val *v)
+static int layer_parse(fhmap_layer *out, uint32_t id, const fhmap__val *v)
 {
-	const unsigned char *p = v->mv_data;
-	size_t rootlen = v->mv_size - LAYER_HDR;
+	const unsigned char *p = v->data;
+	size_t rootlen = v->size - LAYER_HDR;
 
-	if (v->mv_size < LAYER_HDR + 1 || rootlen >= FHMAP_PATH_MAX ||
+	if (v->size < LAYER_HDR + 1 || rootlen >= FHMAP_PATH_MAX ||
 	    (p[0] != FHMAP_LAYER_LOWER && p[0] != FHMAP_LAYER_UPPER) || memchr(p + LAYER_HDR, '\0', rootlen))
 		return -EUCLEAN;
 	out->id = id;
@@ -29,7 +29,7 @@ static int layer_parse(fhmap_layer *out, uint32_t id, const MDB_val *v)
 }
 
 /* The raw record of layer @id; -ENXIO when there is none. */
-static int layer_val(const fhmap__txn *txn, fhmap *m, uint32_t id, MDB_val *v)
+static int layer_val(const fhmap__txn *txn, fhmap *m, uint32_t id, fhmap__val *v)
 {
 	unsigned char key[4];
 	int rc;
@@ -43,7 +43,7 @@ static int layer_val(const fhmap__txn *txn, fhmap *m, uint32_t id, MDB_val *v)
 
 static int layer_load(const fhmap__txn *txn, fhmap *m, uint32_t id, fhmap_layer *out)
 {
-	MDB_val v;
+	fhmap__val v;
 	int rc = layer_val(txn, m, id, &v);
 
 	return rc ? rc : layer_parse(out, id, &v);
@@ -51,14 +51,14 @@ static int layer_load(const fhmap__txn *txn, fhmap *m, uint32_t id, fhmap_layer 
 
 int fhmap__layer_role(const fhmap__txn *txn, fhmap *m, uint32_t id, fhmap_layer_role *role)
 {
-	MDB_val v;
+	fhmap__val v;
 	int rc = layer_val(txn, m, id, &v);
 
 	if (rc)
 		return rc;
-	if (v.mv_size < LAYER_HDR + 1)
+	if (v.size < LAYER_HDR + 1)
 		return -EUCLEAN;
-	*role = (fhmap_layer_role)((const unsigned char *)v.mv_data)[0];
+	*role = (fhmap_layer_role)((const unsigned char *)v.data)[0];
 	return 0;
 }
 
@@ -67,7 +67,7 @@ static int layer_walk(const fhmap__txn *txn, fhmap *m, int (*fn)(const fhmap_lay
 {
 	fhmap_layer *l = malloc(sizeof(*l));
 	fhmap__cursor cur;
-	MDB_val k, v;
+	fhmap__val k, v;
 	int rc, mrc;
 
 	if (!l)
@@ -76,11 +76,11 @@ static int layer_walk(const fhmap__txn *txn, fhmap *m, int (*fn)(const fhmap_lay
 		free(l);
 		return rc;
 	}
-	for (mrc = fhmap__cursor_get(&cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = fhmap__cursor_get(&cur, &k, &v, MDB_NEXT)) {
-		const unsigned char *kp = k.mv_data;
+	for (mrc = fhmap__cursor_get(&cur, &k, &v, FHMAP__FIRST); mrc == 0;
+	     mrc = fhmap__cursor_get(&cur, &k, &v, FHMAP__NEXT)) {
+		const unsigned char *kp = k.data;
 
-		if (k.mv_size != 4) {
+		if (k.size != 4) {
 			rc = -EUCLEAN;
 			break;
 		}

@@ -17,14 +17,14 @@ static int index_db(fhmap_index index)
 static int index_get(const fhmap__txn *txn, fhmap *m, int db, const fhmap__rfh *fh, uint64_t *ino)
 {
 	unsigned char key[FHMAP__IKEY_MAX];
-	MDB_val v;
+	fhmap__val v;
 	int rc = fhmap__get(txn, m, db, key, fhmap__ikey(key, fh), &v);
 
 	if (rc)
 		return rc;
-	if (v.mv_size != 8)
+	if (v.size != 8)
 		return -EUCLEAN;
-	*ino = fhmap__get_le64(v.mv_data);
+	*ino = fhmap__get_le64(v.data);
 	return 0;
 }
 
@@ -141,7 +141,7 @@ static int do_bind(fhmap__wtxn *w, void *arg)
 	int db = a->upper ? FHMAP__DB_UPPER : FHMAP__DB_ORIGIN;
 	unsigned char key[8];
 	fhmap__rec rec = { 0 };
-	MDB_val v;
+	fhmap__val v;
 	int rc;
 
 	if ((rc = layer_is(&w->t, w->m, a->fh->layer, a->upper ? FHMAP_LAYER_UPPER : FHMAP_LAYER_LOWER)) != 0)
@@ -588,7 +588,7 @@ static int do_restore(fhmap__wtxn *w, void *arg)
 	const fhmap_object *o = arg;
 	unsigned char key[8];
 	fhmap__rec rec = { 0 };
-	MDB_val v;
+	fhmap__val v;
 	int rc;
 
 	if ((rc = restore_identity_check(w, o)) != 0)
@@ -643,7 +643,7 @@ int fhmap_index_next(fhmap_index_entry *out, fhmap *m, fhmap_index index, const 
 	unsigned char key[FHMAP__IKEY_MAX];
 	const unsigned char *kp;
 	fhmap__cursor cur;
-	MDB_val k = { 0, key }, v;
+	fhmap__val k = { 0, key }, v;
 	fhmap__rtxn r;
 	fhmap__rfh a;
 	int rc;
@@ -653,26 +653,26 @@ int fhmap_index_next(fhmap_index_entry *out, fhmap *m, fhmap_index index, const 
 		return -EINVAL;
 	if (after) {
 		fhmap__rfh_view(&a, after);
-		k.mv_size = fhmap__ikey(key, &a);
+		k.size = fhmap__ikey(key, &a);
 	}
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
 	if ((rc = fhmap__cursor_open(&cur, &r.t, m, index_db(index))) == 0) {
-		rc = fhmap__cursor_get(&cur, &k, &v, after ? MDB_SET_RANGE : MDB_FIRST);
-		if (rc == 0 && after && k.mv_size == 6 + a.len && !memcmp(k.mv_data, key, k.mv_size))
-			rc = fhmap__cursor_get(&cur, &k, &v, MDB_NEXT);
-		kp = k.mv_data;
-		if (rc == 0 && (k.mv_size <= 6 || k.mv_size > FHMAP__IKEY_MAX))
+		rc = fhmap__cursor_get(&cur, &k, &v, after ? FHMAP__SET_RANGE : FHMAP__FIRST);
+		if (rc == 0 && after && k.size == 6 + a.len && !memcmp(k.data, key, k.size))
+			rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__NEXT);
+		kp = k.data;
+		if (rc == 0 && (k.size <= 6 || k.size > FHMAP__IKEY_MAX))
 			rc = -EUCLEAN; /* no handle to report */
 		if (rc == 0) {
 			out->fh.layer = (uint32_t)kp[0] << 8 | kp[1];
 			out->fh.type = (int32_t)fhmap__get_be32(kp + 2);
-			out->fh.len = (uint32_t)k.mv_size - 6;
+			out->fh.len = (uint32_t)k.size - 6;
 			memcpy(out->fh.data, kp + 6, out->fh.len);
-			out->ino = v.mv_size == 8 ? fhmap__get_le64(v.mv_data) : 0;
+			out->ino = v.size == 8 ? fhmap__get_le64(v.data) : 0;
 			/* A damaged value still names its key, so a walk can go on
 			 * past it and repair can remove it. */
-			if (v.mv_size != 8 || out->fh.layer == 0)
+			if (v.size != 8 || out->fh.layer == 0)
 				rc = -EUCLEAN;
 		}
 		fhmap__cursor_close(&cur);
@@ -741,7 +741,7 @@ int fhmap_iter_new(fhmap_iter **out, fhmap *m, uint64_t start)
 int fhmap_iter_next(fhmap_object *out, fhmap_iter *it)
 {
 	unsigned char key[8];
-	MDB_val k = { 8, key }, v;
+	fhmap__val k = { 8, key }, v;
 	fhmap__cursor cur;
 	fhmap__rtxn r;
 	fhmap__rec rec;
@@ -756,16 +756,16 @@ int fhmap_iter_next(fhmap_object *out, fhmap_iter *it)
 	if ((rc = fhmap__read_begin(it->m, &r)) != 0)
 		return rc;
 	if ((rc = fhmap__cursor_open(&cur, &r.t, it->m, FHMAP__DB_OBJECTS)) == 0) {
-		rc = fhmap__cursor_get(&cur, &k, &v, MDB_SET_RANGE);
+		rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__SET_RANGE);
 		/* A damaged B-tree can answer with a key of another size or
 		 * behind the one asked for: the walk cannot go on from there
 		 * (it would go round forever). */
-		if (rc == 0 && (k.mv_size != 8 || fhmap__get_be64(k.mv_data) < it->next)) {
+		if (rc == 0 && (k.size != 8 || fhmap__get_be64(k.data) < it->next)) {
 			it->done = 1;
 			rc = -EUCLEAN;
 		}
 		if (rc == 0) {
-			ino = fhmap__get_be64(k.mv_data);
+			ino = fhmap__get_be64(k.data);
 			/* Skip past a damaged record so that a walk can go on. */
 			it->next = ino + 1;
 			it->done = ino == UINT64_MAX;
@@ -792,19 +792,19 @@ void fhmap_iter_free(fhmap_iter *it)
 static int count_entries(const fhmap__txn *txn, fhmap *m, fhmap_map_stats *s)
 {
 	fhmap__cursor cur;
-	MDB_val k, v;
+	fhmap__val k, v;
 	fhmap__rec rec;
 	int rc = fhmap__cursor_open(&cur, txn, m, FHMAP__DB_ALL);
 
 	if (rc)
 		return rc;
-	for (rc = fhmap__cursor_get(&cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = fhmap__cursor_get(&cur, &k, &v, MDB_NEXT)) {
-		const unsigned char *kp = k.mv_data;
+	for (rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__FIRST); rc == 0;
+	     rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__NEXT)) {
+		const unsigned char *kp = k.data;
 
-		switch (k.mv_size ? kp[0] : 0) {
+		switch (k.size ? kp[0] : 0) {
 		case FHMAP__DB_OBJECTS:
-			if (k.mv_size != 9 || fhmap__rec_parse(&rec, fhmap__get_be64(kp + 1), &v) != 0) {
+			if (k.size != 9 || fhmap__rec_parse(&rec, fhmap__get_be64(kp + 1), &v) != 0) {
 				rc = -EUCLEAN;
 				goto out;
 			}
@@ -833,19 +833,9 @@ out:
 	return rc == -ENOENT ? 0 : rc;
 }
 
-static int count_reader(const char *msg, void *ctx)
-{
-	(void)msg;
-	(*(uint32_t *)ctx)++;
-	return 0;
-}
-
 int fhmap_stats(fhmap_map_stats *s, fhmap *m)
 {
-	MDB_envinfo info;
-	MDB_stat st;
 	fhmap__rtxn r;
-	uint32_t lines = 0;
 	int rc;
 
 	if (!s || !m)
@@ -853,21 +843,8 @@ int fhmap_stats(fhmap_map_stats *s, fhmap *m)
 	memset(s, 0, sizeof(*s));
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	if ((rc = fhmap__err(mdb_stat(r.t.main, m->dbi, &st))) == 0) {
-		s->branch_pages = st.ms_branch_pages;
-		s->leaf_pages = st.ms_leaf_pages;
-		s->overflow_pages = st.ms_overflow_pages;
-		s->depth = st.ms_depth;
-		s->page_size = st.ms_psize;
-	}
-	if (rc == 0)
-		rc = count_entries(&r.t, m, s);
+	rc = count_entries(&r.t, m, s);
+	m->be->storage(m, &r.t, s);
 	fhmap__read_end(m, &r);
-	mdb_env_info(m->env, &info);
-	s->map_size = info.me_mapsize;
-	s->used_bytes = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
-	s->max_readers = info.me_maxreaders;
-	mdb_reader_list(m->env, count_reader, &lines);
-	s->readers = lines ? lines - 1 : 0; /* the first line is a header */
 	return rc;
 }

@@ -93,12 +93,12 @@ static int name_valid(const char *name, size_t len)
 	return 1;
 }
 
-int fhmap__rec_parse(fhmap__rec *r, uint64_t ino, const MDB_val *val)
+int fhmap__rec_parse(fhmap__rec *r, uint64_t ino, const fhmap__val *val)
 {
-	const unsigned char *p = val->mv_data;
-	size_t n = val->mv_size - REC_SUM, off = 17;
+	const unsigned char *p = val->data;
+	size_t n = val->size - REC_SUM, off = 17;
 
-	if (val->mv_size < 17 + REC_SUM || fhmap__get_le32(p + n) != rec_sum(ino, p, n))
+	if (val->size < 17 + REC_SUM || fhmap__get_le32(p + n) != rec_sum(ino, p, n))
 		return -EUCLEAN;
 	if (p[0] != REC_VERSION || (p[3] & ~(REC_HAS_ORIGIN | REC_HAS_UPPER | REC_HAS_OHINT)))
 		return -EUCLEAN;
@@ -206,7 +206,7 @@ size_t fhmap__ikey(unsigned char *key, const fhmap__rfh *fh)
 int fhmap__obj_load(const fhmap__txn *txn, fhmap *m, uint64_t ino, fhmap__rec *rec, unsigned char *copy)
 {
 	unsigned char key[8];
-	MDB_val val;
+	fhmap__val val;
 	int rc;
 
 	fhmap__be64(key, ino);
@@ -214,10 +214,10 @@ int fhmap__obj_load(const fhmap__txn *txn, fhmap *m, uint64_t ino, fhmap__rec *r
 		return rc;
 	if (copy) {
 		/* Writers keep their own copy: a later put may move the page. */
-		if (val.mv_size > FHMAP__REC_MAX)
+		if (val.size > FHMAP__REC_MAX)
 			return -EUCLEAN;
-		memcpy(copy, val.mv_data, val.mv_size);
-		val.mv_data = copy;
+		memcpy(copy, val.data, val.size);
+		val.data = copy;
 	}
 	return fhmap__rec_parse(rec, ino, &val);
 }

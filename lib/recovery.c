@@ -44,15 +44,15 @@ void fhmap__boot_id(unsigned char out[16])
 
 static int run_get(const fhmap__txn *t, fhmap *m, unsigned char boot[16], uint32_t *count)
 {
-	MDB_val v;
+	fhmap__val v;
 	int rc = fhmap__get(t, m, FHMAP__DB_META, "run", 3, &v);
 
 	if (rc)
 		return rc;
-	if (v.mv_size != RUN_SIZE)
+	if (v.size != RUN_SIZE)
 		return -EUCLEAN;
-	memcpy(boot, v.mv_data, 16);
-	*count = fhmap__get_le32((const unsigned char *)v.mv_data + 16);
+	memcpy(boot, v.data, 16);
+	*count = fhmap__get_le32((const unsigned char *)v.data + 16);
 	return 0;
 }
 
@@ -124,33 +124,14 @@ static int do_lost(fhmap__wtxn *w, void *arg)
 	return set_recovery(w);
 }
 
-/* A write of its own on LMDB's main table, durable in every mode: run
- * bookkeeping happens at open, before the overlay exists. */
-static int write_durable(fhmap *m, fhmap__write_fn fn)
-{
-	fhmap__wtxn w = { m, { NULL, NULL }, 0 };
-	int rc = fhmap__write_begin(m, &w.t.main);
-
-	if (rc)
-		return rc;
-	if ((rc = fn(&w, NULL)) == 0)
-		rc = fhmap__commit(m, w.t.main);
-	else
-		mdb_txn_abort(w.t.main);
-	fhmap__write_end(m);
-	if (rc == 0 && m->sync == FHMAP_SYNC_LAZY)
-		rc = fhmap__err(mdb_env_sync(m->env, 1));
-	return rc == FHMAP__EMAPFULL ? -ENOSPC : rc;
-}
-
 int fhmap__run_begin(fhmap *m)
 {
-	return write_durable(m, do_run_begin);
+	return fhmap__write_durable(m, do_run_begin, NULL);
 }
 
 int fhmap__run_lost(fhmap *m)
 {
-	return write_durable(m, do_lost);
+	return fhmap__write_durable(m, do_lost, NULL);
 }
 
 int fhmap__close_txn(fhmap__wtxn *w, void *arg)
@@ -163,17 +144,12 @@ int fhmap__close_txn(fhmap__wtxn *w, void *arg)
 	return rc;
 }
 
-int fhmap__close_write(fhmap *m)
-{
-	return write_durable(m, fhmap__close_txn);
-}
-
 int fhmap_recovery_needed(fhmap *map)
 {
 	unsigned char boot[16];
 	uint32_t count;
 	fhmap__rtxn r;
-	MDB_val v;
+	fhmap__val v;
 	int rc;
 
 	if (!map)
