@@ -55,7 +55,8 @@
 #define NB_TIMEOUT_S 30
 
 enum nb_op { OP_LOOKUP, OP_GETATTR, OP_READ4K, OP_READ1M, OP_WRITE, OP_CREATE, OP_REMOVE, OP_COUNT };
-static const char *const op_names[OP_COUNT] = { "lookup", "getattr", "read4k", "read1m", "write", "create", "remove" };
+static const char *const op_names[OP_COUNT] = { "lookup", "getattr", "read4k", "read1m",
+	                                        "write",  "create",  "remove" };
 
 struct fh {
 	unsigned int len;
@@ -65,11 +66,11 @@ struct fh {
 struct client {
 	struct rpc_context *rpc;
 	int busy;
-	uint64_t seq;            /* operations this client issued in the phase */
-	uint64_t created;        /* files this client's create phases made */
+	uint64_t seq;     /* operations this client issued in the phase */
+	uint64_t created; /* files this client's create phases made */
 	uint64_t removed;
 	struct timespec sent;
-	char name[64];           /* of the CREATE/REMOVE in flight */
+	char name[64]; /* of the CREATE/REMOVE in flight */
 };
 
 struct bench {
@@ -79,11 +80,11 @@ struct bench {
 	double seconds, delay;
 	struct fh files[NB_FILES], big[NB_BIG], write[NB_MAX_CLIENTS], create[NB_MAX_CLIENTS], files_dir;
 	struct client c[NB_MAX_CLIENTS];
-	long tag;                /* names of created files are n<tag>-<seq> */
+	long tag; /* names of created files are n<tag>-<seq> */
 	/* the phase running */
 	enum nb_op op;
 	uint64_t issued, done;
-	double *lat_us;          /* room for count latencies */
+	double *lat_us; /* room for count latencies */
 	uint64_t lat_cap;
 	int failed;
 	char *wbuf;
@@ -238,12 +239,14 @@ static void take_lookup(struct sync_call *s, void *reply)
 
 	s->nfs_status = (int)r->status;
 	if (r->status == NFS3_OK)
-		copy_fh(s->fh, r->LOOKUP3res_u.resok.object.data.data_len, r->LOOKUP3res_u.resok.object.data.data_val);
+		copy_fh(s->fh, r->LOOKUP3res_u.resok.object.data.data_len,
+		        r->LOOKUP3res_u.resok.object.data.data_val);
 }
 
 static void lookup(struct rpc_context *rpc, struct fh *out, const struct fh *dir, const char *name)
 {
-	LOOKUP3args a = { .what = { .dir = { .data = { dir->len, (char *)dir->data } }, .name = (char *)name } };
+	LOOKUP3args a = { .what = { .dir = { .data = { dir->len, (char *)dir->data } },
+		                    .name = (char *)name } };
 	struct sync_call s = { .take = take_lookup, .fh = out };
 
 	if (rpc_nfs3_lookup_async(rpc, sync_cb, &a, &s) != 0)
@@ -290,14 +293,21 @@ static void resolve_tree(struct bench *b)
 static int nfs3_status_of(enum nb_op op, void *reply)
 {
 	switch (op) {
-	case OP_LOOKUP: return (int)((LOOKUP3res *)reply)->status;
-	case OP_GETATTR: return (int)((GETATTR3res *)reply)->status;
+	case OP_LOOKUP:
+		return (int)((LOOKUP3res *)reply)->status;
+	case OP_GETATTR:
+		return (int)((GETATTR3res *)reply)->status;
 	case OP_READ4K:
-	case OP_READ1M: return (int)((READ3res *)reply)->status;
-	case OP_WRITE: return (int)((WRITE3res *)reply)->status;
-	case OP_CREATE: return (int)((CREATE3res *)reply)->status;
-	case OP_REMOVE: return (int)((REMOVE3res *)reply)->status;
-	default: return -1;
+	case OP_READ1M:
+		return (int)((READ3res *)reply)->status;
+	case OP_WRITE:
+		return (int)((WRITE3res *)reply)->status;
+	case OP_CREATE:
+		return (int)((CREATE3res *)reply)->status;
+	case OP_REMOVE:
+		return (int)((REMOVE3res *)reply)->status;
+	default:
+		return -1;
 	}
 }
 
@@ -327,7 +337,8 @@ static int issue(struct bench *b, int i)
 	switch (b->op) {
 	case OP_LOOKUP: {
 		snprintf(fname, sizeof(fname), "f%04u", pick % NB_FILES);
-		LOOKUP3args a = { .what = { .dir = { .data = { b->files_dir.len, b->files_dir.data } }, .name = fname } };
+		LOOKUP3args a = { .what = { .dir = { .data = { b->files_dir.len, b->files_dir.data } },
+			                    .name = fname } };
 		r = rpc_nfs3_lookup_async(c->rpc, load_cb, &a, priv);
 		break;
 	}
@@ -340,21 +351,26 @@ static int issue(struct bench *b, int i)
 	case OP_READ4K:
 	case OP_READ1M: {
 		struct fh *f = b->op == OP_READ4K ? &b->files[pick % NB_FILES] : &b->big[pick % NB_BIG];
-		READ3args a = { .file = { .data = { f->len, f->data } }, .offset = 0,
-		                .count = b->op == OP_READ4K ? NB_SMALL : NB_LARGE };
+		READ3args a = { .file = { .data = { f->len, f->data } },
+			        .offset = 0,
+			        .count = b->op == OP_READ4K ? NB_SMALL : NB_LARGE };
 		r = rpc_nfs3_read_async(c->rpc, load_cb, &a, priv);
 		break;
 	}
 	case OP_WRITE: {
 		struct fh *f = &b->write[i];
-		WRITE3args a = { .file = { .data = { f->len, f->data } }, .offset = (k % (NB_LARGE / NB_SMALL)) * NB_SMALL,
-		                 .count = NB_SMALL, .stable = UNSTABLE, .data = { NB_SMALL, b->wbuf } };
+		WRITE3args a = { .file = { .data = { f->len, f->data } },
+			         .offset = (k % (NB_LARGE / NB_SMALL)) * NB_SMALL,
+			         .count = NB_SMALL,
+			         .stable = UNSTABLE,
+			         .data = { NB_SMALL, b->wbuf } };
 		r = rpc_nfs3_write_async(c->rpc, load_cb, &a, priv);
 		break;
 	}
 	case OP_CREATE: {
 		snprintf(c->name, sizeof(c->name), "n%ld-%llu", b->tag, (unsigned long long)c->created);
-		CREATE3args a = { .where = { .dir = { .data = { b->create[i].len, b->create[i].data } }, .name = c->name } };
+		CREATE3args a = { .where = { .dir = { .data = { b->create[i].len, b->create[i].data } },
+			                     .name = c->name } };
 		a.how.mode = GUARDED;
 		a.how.createhow3_u.obj_attributes.mode.set_it = 1;
 		a.how.createhow3_u.obj_attributes.mode.set_mode3_u.mode = 0644;
@@ -363,7 +379,8 @@ static int issue(struct bench *b, int i)
 	}
 	case OP_REMOVE: {
 		snprintf(c->name, sizeof(c->name), "n%ld-%llu", b->tag, (unsigned long long)c->removed);
-		REMOVE3args a = { .object = { .dir = { .data = { b->create[i].len, b->create[i].data } }, .name = c->name } };
+		REMOVE3args a = { .object = { .dir = { .data = { b->create[i].len, b->create[i].data } },
+			                      .name = c->name } };
 		r = rpc_nfs3_remove_async(c->rpc, load_cb, &a, priv);
 		break;
 	}
@@ -389,7 +406,8 @@ static void load_cb(struct rpc_context *rpc, int status, void *data, void *priv)
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	c->busy = 0;
 	if (status != RPC_STATUS_SUCCESS) {
-		fprintf(stderr, "fhmap-nfs-bench: %s: %s\n", op_names[b->op], data ? (const char *)data : "RPC error");
+		fprintf(stderr, "fhmap-nfs-bench: %s: %s\n", op_names[b->op],
+		        data ? (const char *)data : "RPC error");
 		b->failed = 1;
 		return;
 	}
@@ -474,7 +492,8 @@ static void run_phase(struct bench *b, enum nb_op op)
 	if (b->failed)
 		exit(1);
 	if (b->done == 0)
-		die(op_names[op], op == OP_REMOVE ? "nothing to remove (put create before remove)" : "no operation done");
+		die(op_names[op],
+		    op == OP_REMOVE ? "nothing to remove (put create before remove)" : "no operation done");
 	qsort(b->lat_us, b->done, sizeof(double), cmp_double);
 	printf("@nfs %s %s %d %llu %.3f %.1f %.1f %.1f\n", b->label, op_names[op], b->nclients,
 	       (unsigned long long)b->done, t1 - t0, (double)b->done / (t1 - t0), b->lat_us[b->done / 2],
@@ -523,7 +542,9 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	static struct bench b = { .host = "127.0.0.1", .label = "-", .nclients = 1, .count = 20000, .seconds = 5 };
+	static struct bench b = {
+		.host = "127.0.0.1", .label = "-", .nclients = 1, .count = 20000, .seconds = 5
+	};
 	enum nb_op ops[16];
 	int opt, nops;
 
@@ -534,16 +555,36 @@ int main(int argc, char **argv)
 	optind = 2;
 	while ((opt = getopt(argc, argv, "p:m:e:s:c:n:t:l:d:")) != -1) {
 		switch (opt) {
-		case 'p': b.nfs_port = atoi(optarg); break;
-		case 'm': b.mnt_port = atoi(optarg); break;
-		case 'e': b.export = optarg; break;
-		case 's': b.host = optarg; break;
-		case 'c': b.nclients = atoi(optarg); break;
-		case 'n': b.count = strtoull(optarg, NULL, 10); break;
-		case 't': b.seconds = atof(optarg); break;
-		case 'l': b.label = optarg; break;
-		case 'd': b.delay = atof(optarg); break;
-		default: usage(); return 2;
+		case 'p':
+			b.nfs_port = atoi(optarg);
+			break;
+		case 'm':
+			b.mnt_port = atoi(optarg);
+			break;
+		case 'e':
+			b.export = optarg;
+			break;
+		case 's':
+			b.host = optarg;
+			break;
+		case 'c':
+			b.nclients = atoi(optarg);
+			break;
+		case 'n':
+			b.count = strtoull(optarg, NULL, 10);
+			break;
+		case 't':
+			b.seconds = atof(optarg);
+			break;
+		case 'l':
+			b.label = optarg;
+			break;
+		case 'd':
+			b.delay = atof(optarg);
+			break;
+		default:
+			usage();
+			return 2;
 		}
 	}
 	if (b.nclients < 1 || b.nclients > NB_MAX_CLIENTS) {

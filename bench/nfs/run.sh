@@ -152,15 +152,17 @@ done
 # Every object of the three trees stays open in this process for the run, so
 # that the comparison measures speed, for all three alike.
 (
-	for f in $(find "$work/union/nfsbench" "$work/plain/nfsbench" "$work/fovl/nfsbench"); do
+	while IFS= read -r f; do
+		# shellcheck disable=SC2034 # the fd only has to stay open
 		exec {fd}<"$f"
-	done
+	done < <(find "$work/union/nfsbench" "$work/plain/nfsbench" "$work/fovl/nfsbench")
 	exec sleep 86400
 ) &
 pin_pid=$!
 
 nfsrun() { "$bench" run -p "${ports[0]}" -m "${ports[1]}" "$@"; }
 targets=(union plain fovl)
+# shellcheck disable=SC2054 # create,remove is one group: remove removes what create made
 groups=(lookup getattr read4k read1m write create,remove)
 
 # round R COUNT SECONDS: every group, client count and export once.

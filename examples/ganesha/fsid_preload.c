@@ -50,10 +50,10 @@ static void *next_statfs, *next_statfs64, *next_fstatfs, *next_fstatfs64;
 static void *next_statvfs, *next_statvfs64, *next_fstatvfs, *next_fstatvfs64;
 
 /* Calls libc's NAME(a, buf) and returns its result and errno. */
-#define CALL_NEXT(name, arg_t, buf_t, a, buf)                                                  \
-	({                                                                                     \
-		int (*f_)(arg_t, buf_t *) = (int (*)(arg_t, buf_t *))next_fn(&next_##name, #name); \
-		f_ ? f_(a, buf) : (errno = ENOSYS, -1);                                        \
+#define CALL_NEXT(name, arg_t, buf_t, a, buf)                                                                \
+	({                                                                                                   \
+		int (*f_)(arg_t, buf_t *) = (int (*)(arg_t, buf_t *))next_fn(&next_##name, #name);           \
+		f_ ? f_(a, buf) : (errno = ENOSYS, -1);                                                      \
 	})
 
 static uint32_t be32(const unsigned char *p)
@@ -70,8 +70,8 @@ static int map_fsid(const char *path, int fd, int val[2])
 	ssize_t n;
 	int saved = errno, bad;
 
-	n = path ? getxattr(path, FSID_XATTR, text, sizeof(text) - 1) :
-	           fgetxattr(fd, FSID_XATTR, text, sizeof(text) - 1);
+	n = path ? getxattr(path, FSID_XATTR, text, sizeof(text) - 1)
+	         : fgetxattr(fd, FSID_XATTR, text, sizeof(text) - 1);
 	if (n == 36)
 		text[n] = '\0';
 	bad = n != 36 || uuid_parse(text, u) < 0;
@@ -101,8 +101,8 @@ static void fix_statvfs(const char *path, int fd, unsigned long *fsid)
 
 	if (*fsid != 0)
 		return;
-	r = path ? CALL_NEXT(statfs, const char *, struct statfs, path, &sf) :
-	           CALL_NEXT(fstatfs, int, struct statfs, fd, &sf);
+	r = path ? CALL_NEXT(statfs, const char *, struct statfs, path, &sf)
+	         : CALL_NEXT(fstatfs, int, struct statfs, fd, &sf);
 	errno = saved;
 	if (r == 0 && sf.f_type == FUSE_SUPER_MAGIC && map_fsid(path, fd, sf.f_fsid.__val) == 0)
 		*fsid = (unsigned long)(uint32_t)sf.f_fsid.__val[0] |
@@ -111,14 +111,14 @@ static void fix_statvfs(const char *path, int fd, unsigned long *fsid)
 
 /* Defines NAME(arg_t a, buf_t *buf): libc's answer, with FIX applied when
  * it succeeded. */
-#define WRAP(name, arg_t, buf_t, fix)                              \
-	int name(arg_t a, buf_t *buf)                              \
-	{                                                          \
-		int r = CALL_NEXT(name, arg_t, buf_t, a, buf);     \
-                                                                   \
-		if (r == 0)                                        \
-			fix;                                       \
-		return r;                                          \
+#define WRAP(name, arg_t, buf_t, fix)                                                                        \
+	int name(arg_t a, buf_t *buf)                                                                        \
+	{                                                                                                    \
+		int r = CALL_NEXT(name, arg_t, buf_t, a, buf);                                               \
+                                                                                                             \
+		if (r == 0)                                                                                  \
+			fix;                                                                                 \
+		return r;                                                                                    \
 	}
 
 WRAP(statfs, const char *, struct statfs, fix_statfs(a, -1, buf->f_type, &buf->f_fsid))

@@ -42,7 +42,8 @@ fi
 # holds a file under it open (the daemons, Ganesha, the pinning process).
 for p in /proc/[0-9]*; do
 	[ "${p#/proc/}" = $$ ] && continue
-	if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$t/" || ls -l "$p/fd" 2>/dev/null | grep -qF "$t/"; then
+	if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$t/" ||
+		for l in "$p"/fd/*; do readlink "$l"; done 2>/dev/null | grep -qF "$t/"; then
 		fail "process ${p#/proc/} ($(cat "$p/comm" 2>/dev/null)) left using $t"
 	fi
 done
