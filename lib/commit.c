@@ -21,18 +21,8 @@
 
 #include "fhmap_int.h"
 
-/* The batch of this thread, if any. One batch per thread at a time. */
-static FHMAP__TLS struct {
-	fhmap *m;
-	fhmap__txn t;
-	fhmap__alloc saved; /* the ranges before the batch, for a roll-back */
-	int dead;           /* rolled back: every call until the end returns -EAGAIN */
-} tl_batch;
-
-const fhmap__txn *fhmap__batch_txn(const fhmap *m)
-{
-	return tl_batch.m == m && !tl_batch.dead ? &tl_batch.t : NULL;
-}
+FHMAP__TLS fhmap__batch fhmap__tl_batch;
+#define tl_batch fhmap__tl_batch
 
 /* ------------------------------------------------------------------------ */
 /* Groups */
@@ -180,11 +170,6 @@ int fhmap__write_durable(fhmap *m, fhmap__write_fn fn, void *arg)
 	rc = m->be->write_durable(m, fn, arg);
 	role_release(m);
 	return rc;
-}
-
-int fhmap__batch_active(const fhmap *m)
-{
-	return tl_batch.m == m;
 }
 
 int fhmap_batch_begin(fhmap *m)

@@ -161,10 +161,27 @@ int fhmap__group_apply(fhmap *m, fhmap__wreq *g, const fhmap__txn *t, fhmap__wre
 void fhmap__group_fail(fhmap__wreq *g, int rc);
 /* Updates in @g (sync requests not counted). */
 unsigned int fhmap__group_size(const fhmap__wreq *g);
+/* The batch of this thread, if any (commit.c). One batch per thread at a
+ * time; read on every read transaction, hence here. */
+typedef struct fhmap__batch {
+	fhmap *m;
+	fhmap__txn t;
+	fhmap__alloc saved; /* the ranges before the batch, for a roll-back */
+	int dead;           /* rolled back: every call until the end returns -EAGAIN */
+} fhmap__batch;
+extern FHMAP__TLS fhmap__batch fhmap__tl_batch;
+
 /* The transaction of this thread's batch on @m, or NULL. */
-const fhmap__txn *fhmap__batch_txn(const fhmap *m);
+static inline const fhmap__txn *fhmap__batch_txn(const fhmap *m)
+{
+	return fhmap__tl_batch.m == m && !fhmap__tl_batch.dead ? &fhmap__tl_batch.t : NULL;
+}
+
 /* This thread has a batch open on @m. */
-int fhmap__batch_active(const fhmap *m);
+static inline int fhmap__batch_active(const fhmap *m)
+{
+	return fhmap__tl_batch.m == m;
+}
 
 /* ---- the storage interface ---- */
 typedef struct fhmap__backend {
@@ -210,14 +227,23 @@ typedef struct fhmap__backend {
 extern const fhmap__backend fhmap__lmdb;
 
 /* ---- kv.c: tables over the backend's key space ---- */
+/* The read path calls LMDB's functions directly when it is the backend
+ * (the library is built with link-time optimization: they inline). */
+int fhmap__lm_read_begin(fhmap *m, fhmap__rtxn *r);
+void fhmap__lm_read_end(fhmap *m, fhmap__rtxn *r);
+int fhmap__lm_get(const fhmap__txn *t, const fhmap *m, const fhmap__val *key, fhmap__val *val);
+
 static inline int fhmap__read_begin(fhmap *m, fhmap__rtxn *r)
 {
-	return m->be->read_begin(m, r);
+	return m->be == &fhmap__lmdb ? fhmap__lm_read_begin(m, r) : m->be->read_begin(m, r);
 }
 
 static inline void fhmap__read_end(fhmap *m, fhmap__rtxn *r)
 {
-	m->be->read_end(m, r);
+	if (m->be == &fhmap__lmdb)
+		fhmap__lm_read_end(m, r);
+	else
+		m->be->read_end(m, r);
 }
 
 /* Key/value access to one table; @key is the key without the table byte. */

@@ -23,7 +23,9 @@ int fhmap__get(const fhmap__txn *t, const fhmap *m, int db, const void *key, siz
 	fhmap__val k;
 	int rc = table_key(&k, buf, db, key, klen);
 
-	return rc ? rc : m->be->get(t, m, &k, val);
+	if (rc)
+		return rc;
+	return m->be == &fhmap__lmdb ? fhmap__lm_get(t, m, &k, val) : m->be->get(t, m, &k, val);
 }
 
 int fhmap__put(fhmap__wtxn *w, int db, const void *key, size_t klen, const void *val, size_t vlen)

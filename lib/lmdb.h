@@ -9,6 +9,7 @@
 #ifndef FHMAP_LMDB_H
 #define FHMAP_LMDB_H
 
+#include <errno.h>
 #include <lmdb.h>
 #include <time.h>
 
@@ -47,8 +48,13 @@ static inline fhmap__lm *fhmap__lm_of(const fhmap *m)
 }
 #define LM(m) fhmap__lm_of(m)
 
-/* LMDB's codes (and errno values it passes through) as negative errno. */
-int fhmap__err(int mdb_rc);
+/* LMDB's codes (and errno values it passes through) as negative errno;
+ * the two a read gives inline. */
+int fhmap__err_slow(int mdb_rc);
+static inline int fhmap__err(int rc)
+{
+	return rc == 0 ? 0 : rc == MDB_NOTFOUND ? -ENOENT : fhmap__err_slow(rc);
+}
 
 static inline MDB_val fhmap__mdb(const fhmap__val *v)
 {
@@ -75,8 +81,6 @@ static inline fhmap__val fhmap__fval(const MDB_val *v)
 int fhmap__writers_lock(fhmap *m, short type);
 /* A read transaction of the main table alone. */
 int fhmap__read_main_begin(fhmap *m, fhmap__rtxn *r);
-int fhmap__lm_read_begin(fhmap *m, fhmap__rtxn *r);
-void fhmap__lm_read_end(fhmap *m, fhmap__rtxn *r);
 /* A write transaction on LMDB's main table, holding resize_lock shared
  * (and, outside deferred mode, the writers' byte shared) until
  * fhmap__write_end(), called after the commit or abort. */
@@ -88,7 +92,6 @@ uint64_t fhmap__map_size(fhmap *m);
 /* Doubles the map unless another thread already grew it past @seen. No
  * transaction of this thread may be live. */
 int fhmap__grow(fhmap *m, uint64_t seen);
-int fhmap__lm_get(const fhmap__txn *t, const fhmap *m, const fhmap__val *key, fhmap__val *val);
 int fhmap__lm_put(fhmap__wtxn *w, const fhmap__val *key, const fhmap__val *val);
 int fhmap__lm_del(fhmap__wtxn *w, const fhmap__val *key);
 int fhmap__lm_cursor_open(fhmap__cursor *c, const fhmap__txn *t);

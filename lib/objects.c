@@ -271,6 +271,25 @@ static int lookup(uint64_t *out, fhmap *m, const fhmap_realfh *fh, int db)
 	return rc;
 }
 
+int fhmap_object_lookup(fhmap_object *out, fhmap *m, fhmap_index index, const fhmap_realfh *fh)
+{
+	fhmap__rtxn r;
+	fhmap__rec rec;
+	fhmap__rfh v;
+	uint64_t ino;
+	int rc;
+
+	if (!out || !m || (index != FHMAP_INDEX_ORIGIN && index != FHMAP_INDEX_UPPER) || fhmap__realfh_check(fh))
+		return -EINVAL;
+	fhmap__rfh_view(&v, fh);
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	if ((rc = index_find(&r.t, m, index_db(index), &v, &ino, &rec)) == 0)
+		fhmap__rec_export(out, ino, &rec);
+	fhmap__read_end(m, &r);
+	return rc;
+}
+
 int fhmap_lookup_origin(uint64_t *out, fhmap *m, const fhmap_realfh *origin)
 {
 	return lookup(out, m, origin, FHMAP__DB_ORIGIN);

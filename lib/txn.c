@@ -12,7 +12,7 @@
 
 static FHMAP__TLS unsigned int tl_slot_hint;
 
-int fhmap__err(int rc)
+int fhmap__err_slow(int rc)
 {
 	if (rc < 0 && (rc < MDB_KEYEXIST || rc > MDB_LAST_ERRCODE))
 		return rc; /* already an errno value of ours */

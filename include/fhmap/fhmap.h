@@ -687,6 +687,21 @@ typedef struct fhmap_index_entry {
 } fhmap_index_entry;
 
 /**
+ * @brief Finds the object of a real handle and hands back its record, in
+ * one read (as fhmap_lookup_origin() or fhmap_lookup_upper() followed by
+ * fhmap_get(), without a second transaction). Takes no lock a writer
+ * holds.
+ * @param out Receives the record.
+ * @param map The map.
+ * @param index ::FHMAP_INDEX_ORIGIN or ::FHMAP_INDEX_UPPER.
+ * @param fh The real handle.
+ * @return 0, -EINVAL, -ENOENT (not mapped), -EUCLEAN (the entry names an
+ *   object that does not carry @p fh: a damaged index never yields another
+ *   object), -EIO. Thread-safe.
+ */
+FHMAP_EXTERN int fhmap_object_lookup(fhmap_object *out, fhmap *map, fhmap_index index, const fhmap_realfh *fh);
+
+/**
  * @brief Returns the index entry that follows @p after in key order (the
  * first one when @p after is NULL). For consistency checks and repair.
  * @param out Receives the entry.

@@ -386,6 +386,13 @@ START_TEST(bind_hands_back_the_record)
 	CK_OK(fhmap_get(&got, fx.map, o.ino));
 	ck_assert_mem_eq(&o, &got, sizeof(o));
 	ck_assert_int_eq(fhmap_object_create(&o, NULL, fx.map, &fh, fx.root, "x", S_IFREG), -ENXIO);
+	/* Looked up again by either handle, in one read. */
+	CK_OK(fhmap_object_lookup(&again, fx.map, FHMAP_INDEX_UPPER, &up));
+	ck_assert_mem_eq(&again, &got, sizeof(got));
+	CK_OK(fhmap_object_lookup(&again, fx.map, FHMAP_INDEX_ORIGIN, &fh));
+	ck_assert_str_eq(again.name, "eleven");
+	ck_assert_int_eq(fhmap_object_lookup(&again, fx.map, FHMAP_INDEX_UPPER, &fh), -ENOENT);
+	ck_assert_int_eq(fhmap_object_lookup(&again, fx.map, 3, &fh), -EINVAL);
 }
 END_TEST
 
@@ -405,6 +412,7 @@ START_TEST(misdirected_index_entry_refused)
 	ck_assert_int_eq(fhmap_lookup_origin(&got, fx.map, &a), -EUCLEAN);
 	ck_assert_int_eq(fhmap_bind(&got, fx.map, &a, fx.root, "a", S_IFREG), -EUCLEAN);
 	ck_assert_int_eq(fhmap_object_bind(&o, NULL, fx.map, &a, fx.root, "a", S_IFREG), -EUCLEAN);
+	ck_assert_int_eq(fhmap_object_lookup(&o, fx.map, FHMAP_INDEX_ORIGIN, &a), -EUCLEAN);
 	CK_OK(fhmap_lookup_origin(&got, fx.map, &b));
 	ck_assert_uint_eq(got, ib);
 	/* Repair sees the raw entry and may drop it; the record then
