@@ -3,8 +3,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <ftw.h>
-#include <lmdb.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -52,10 +52,39 @@ fhmap *fx_open(unsigned int flags)
 	return fx_open_mode(flags, FHMAP_SYNC_FULL, 0);
 }
 
+void fx_close(void)
+{
+	fhmap *m = fx.map;
+
+	fx.map = NULL;
+	fhmap_close(m);
+}
+
+void fx_crash(void)
+{
+	fflush(NULL);
+	kill(getpid(), SIGKILL);
+	_exit(127);
+}
+
 uint64_t fx_txnid(void)
 {
-	uint64_t id = 0;
-	int pfd[2], status;
+	char cmd[600], line[256];
+	unsigned long long id = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "mdb_stat -e '%s'", fx.db);
+	ck_assert_ptr_nonnull(p = popen(cmd, "r"));
+	while (fgets(line, sizeof(line), p))
+		sscanf(line, " Last transaction ID: %llu", &id);
+	ck_assert_int_eq(pclose(p), 0);
+	ck_assert_uint_gt(id, 0);
+	return id;
+}
+
+int fx_in_child(int (*fn)(void *), void *arg)
+{
+	int pfd[2], rc = -1, status;
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(pfd), 0);
@@ -63,21 +92,18 @@ uint64_t fx_txnid(void)
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		MDB_env *env;
-		MDB_envinfo info;
-
-		if (mdb_env_create(&env) || mdb_env_open(env, fx.db, MDB_RDONLY, 0600))
-			_exit(1);
-		mdb_env_info(env, &info);
-		id = info.me_last_txnid;
-		_exit(write(pfd[1], &id, sizeof(id)) == sizeof(id) ? 0 : 1);
+		close(pfd[0]);
+		rc = fn(arg);
+		if (write(pfd[1], &rc, sizeof(rc)) != sizeof(rc))
+			_exit(126);
+		fx_crash();
 	}
 	close(pfd[1]);
-	ck_assert_int_eq(read(pfd[0], &id, sizeof(id)), (int)sizeof(id));
+	ck_assert_int_eq(read(pfd[0], &rc, sizeof(rc)), (int)sizeof(rc));
 	close(pfd[0]);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	return id;
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	return rc;
 }
 
 void fx_wait_sleepers(int n)
@@ -116,7 +142,7 @@ void fx_wait_sleepers(int n)
 
 void fx_reopen(void)
 {
-	fhmap_close(fx.map);
+	fx_close();
 	fx.map = fx_open(0);
 }
 

@@ -29,9 +29,19 @@ void fx_teardown(void);
 fhmap *fx_open(unsigned int flags);
 /* As fx_open, in sync mode @sync (deferred: flushed every @interval_ms). */
 fhmap *fx_open_mode(unsigned int flags, fhmap_sync_mode sync, unsigned int interval_ms);
-/* LMDB's last transaction id of the fixture's map, read by a child process
- * (an LMDB environment may be open once per process): commits counter. */
+/* LMDB's last transaction id of the fixture's map (mdb_stat -e: an LMDB
+ * environment may be open once per process): a counter of commits. */
 uint64_t fx_txnid(void);
+/* Runs @fn in a child process and returns what it returned. The child
+ * ends with SIGKILL (fx_crash()), whether @fn returns or crashes itself:
+ * it leaves nothing behind of the parent's map, and valgrind does not
+ * count the heap it inherited as its leaks. */
+int fx_in_child(int (*fn)(void *), void *arg);
+/* Closes the fixture's map (fx.map NULL until opened again). */
+void fx_close(void);
+/* A crash of this (child) process: SIGKILL, so that nothing runs at exit
+ * (nor a leak check under valgrind). */
+__attribute__((noreturn)) void fx_crash(void);
 /* Waits until @n threads of this process other than the caller sleep
  * (blocked on a lock or condition), for at most 10 s. */
 void fx_wait_sleepers(int n);

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,7 +131,7 @@ START_TEST(full_map_poisons_only_its_update)
 	fhmap_open_options o = FHMAP_OPEN_OPTIONS_INIT;
 	static struct filler f[4];
 
-	fhmap_close(fx.map);
+	fx_close();
 	o.map_size = 64 * 1024;
 	o.max_map_size = 256 * 1024;
 	CK_OK(fhmap_open(&fx.map, fx.db, &o));
@@ -198,7 +199,7 @@ START_TEST(lazy_crash_never_repeats_numbers)
 	size_t n = 0;
 	pid_t pid;
 
-	fhmap_close(fx.map);
+	fx_close();
 	ck_assert_int_eq(pipe(pfd), 0);
 	fflush(NULL);
 	pid = fork();
@@ -220,14 +221,15 @@ START_TEST(lazy_crash_never_repeats_numbers)
 			if (write(pfd[1], rec, sizeof(rec)) != sizeof(rec))
 				_exit(3);
 		}
-		_exit(0); /* no close */
+		fx_crash(); /* no close */
 	}
 	close(pfd[1]);
 	while (n < 2 * 64 && read(pfd[0], &got[n], 2 * sizeof(uint64_t)) == 2 * sizeof(uint64_t))
 		n += 2;
 	close(pfd[0]);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	ck_assert_uint_eq(n, 2 * 64);
 	fx.map = fx_open_mode(0, FHMAP_SYNC_LAZY, 0);
 	for (uint64_t i = 0; i < 64; i++) {
 		fhmap_realfh fh = fx_fake_fh(fx.lower_id, 900 + i);

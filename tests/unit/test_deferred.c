@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@
 /* Reopens the fixture's map in deferred mode. */
 static void deferred(unsigned int interval_ms)
 {
-	fhmap_close(fx.map);
+	fx_close();
 	fx.map = fx_open_mode(0, FHMAP_SYNC_DEFERRED, interval_ms);
 }
 
@@ -33,22 +34,6 @@ static uint64_t bind_fake(uint64_t n, uint64_t parent, const char *name)
 
 	CK_OK(fhmap_bind(&ino, fx.map, &fh, parent, name, S_IFREG));
 	return ino;
-}
-
-/* Runs @fn in a child process and returns its exit status. */
-static int in_child(int (*fn)(void *), void *arg)
-{
-	int status;
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		_exit(fn(arg));
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
-	return WEXITSTATUS(status);
 }
 
 /* Child: 0 if another process sees the fake handle @arg bound, 1 if not. */
@@ -98,9 +83,9 @@ START_TEST(visible_at_once_durable_at_sync)
 		seen++;
 	ck_assert_int_eq(seen, 2);
 	/* Another process sees nothing before the commit, all of it after. */
-	ck_assert_int_eq(in_child(sees, &n), 1);
+	ck_assert_int_eq(fx_in_child(sees, &n), 1);
 	CK_OK(fhmap_sync(fx.map));
-	ck_assert_int_eq(in_child(sees, &n), 0);
+	ck_assert_int_eq(fx_in_child(sees, &n), 0);
 	fx_reopen();
 	CK_OK(fhmap_get(&o, fx.map, a));
 	ck_assert_str_eq(o.name, "renamed");
@@ -117,9 +102,9 @@ START_TEST(flushed_within_the_interval)
 
 	deferred(100);
 	bind_fake(n, fx.root, "soon");
-	for (int i = 0; i < 200 && in_child(sees, &n) != 0; i++)
+	for (int i = 0; i < 200 && fx_in_child(sees, &n) != 0; i++)
 		usleep(25000);
-	ck_assert_int_eq(in_child(sees, &n), 0);
+	ck_assert_int_eq(fx_in_child(sees, &n), 0);
 }
 END_TEST
 
@@ -139,7 +124,7 @@ static int open_deferred(void *arg)
 START_TEST(one_deferred_process)
 {
 	deferred(0);
-	ck_assert_int_eq(in_child(open_deferred, NULL), 0);
+	ck_assert_int_eq(fx_in_child(open_deferred, NULL), 0);
 }
 END_TEST
 
@@ -157,7 +142,7 @@ static int bind_and_die(void *arg)
 		if (fhmap_bind(&ino, m, &fh, fx.root, name, S_IFREG))
 			return 2;
 	}
-	return 0; /* _exit: no close, no flush */
+	return 0; /* no close, no flush: fx_in_child() crashes the child */
 }
 
 static int deferred_files(void)
@@ -179,9 +164,8 @@ START_TEST(process_crash_loses_nothing)
 	fhmap_realfh fh;
 	uint64_t ino;
 
-	fhmap_close(fx.map);
-	fx.map = NULL;
-	ck_assert_int_eq(in_child(bind_and_die, &n), 0);
+	fx_close();
+	ck_assert_int_eq(fx_in_child(bind_and_die, &n), 0);
 	ck_assert_int_eq(deferred_files(), 2); /* the overlay and its lock file */
 	fx.map = fx_open(0); /* any writable open commits it */
 	ck_assert_int_eq(deferred_files(), 0);
@@ -234,7 +218,7 @@ static int bind_one_and_die(void *arg)
 	l->ino = o.ino;
 	l->gen = o.gen;
 	l->len = sizeof(l->h);
-	return fhmap_encode(l->h, &l->len, m, o.ino, 0, 0) ? 3 : 0;
+	return fhmap_encode(l->h, &l->len, m, o.ino, 0, 0) ? 3 : 0; /* no close */
 }
 
 START_TEST(system_crash_loses_the_window_only)
@@ -246,12 +230,11 @@ START_TEST(system_crash_loses_the_window_only)
 	uint64_t kept, ino;
 
 	kept = bind_fake(31, fx.root, "kept"); /* durable: full mode */
-	fhmap_close(fx.map);
-	fx.map = NULL;
+	fx_close();
 	/* The child's record reaches the parent through shared memory. */
 	l = mmap(NULL, sizeof(*l), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(l, MAP_FAILED);
-	ck_assert_int_eq(in_child(bind_one_and_die, l), 0);
+	ck_assert_int_eq(fx_in_child(bind_one_and_die, l), 0);
 	age_overlay();
 	fx.map = fx_open(0);
 	ck_assert_int_eq(deferred_files(), 0);
