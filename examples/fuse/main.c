@@ -343,6 +343,7 @@ static void close_all(void)
 		close(ufs.work_fd);
 	if (ufs.index_fd >= 0)
 		close(ufs.index_fd);
+	ufs_open_free_all();
 	ufs_nodes_free();
 }
 

@@ -88,6 +88,7 @@ case_notify() {
 	check "STOPPING=1 arrives" grep -q "STOPPING=1" "$T/notify.log"
 	check "SIGTERM unmounted the union" bash -c "! grep -q ' $M fuse' /proc/self/mounts"
 	check "nothing on stderr" test ! -s "$T/err.log"
+	sed 's/^/  stderr: /' "$T/err.log"
 }
 
 case_mount() {
