@@ -49,8 +49,8 @@ const char *fhmap_fh_status_str(fhmap_fh_status status)
 	return "invalid status";
 }
 
-static int encode_ids(MDB_txn *txn, fhmap *m, uint64_t ino, uint64_t *parent, uint32_t *gen, uint32_t *pgen,
-                      int connectable)
+static int encode_ids(const fhmap__txn *txn, fhmap *m, uint64_t ino, uint64_t *parent, uint32_t *gen,
+                      uint32_t *pgen, int connectable)
 {
 	fhmap__rec rec;
 	int rc;
@@ -87,7 +87,7 @@ int fhmap_encode(void *out, size_t *len, fhmap *m, uint64_t ino, uint64_t parent
 	}
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	rc = encode_ids(r.txn, m, ino, &parent, &gen, &pgen, connectable);
+	rc = encode_ids(&r.t, m, ino, &parent, &gen, &pgen, connectable);
 	fhmap__read_end(m, &r);
 	if (rc)
 		return rc;
@@ -144,7 +144,8 @@ static int parse(fhmap_decoded *out, fhmap *m, const unsigned char *b, size_t le
 	if (!mac && !(flags & FHMAP_FH_ALLOW_UNSIGNED))
 		return reject(out, FHMAP_FH_UNSIGNED_REFUSED, -EBADMSG);
 	if (mac) {
-		uint64_t want = fhmap__siphash24(m->key, b, need - 8), diff = want ^ fhmap__get_le64(b + need - 8);
+		uint64_t want = fhmap__siphash24(m->key, b, need - 8),
+		         diff = want ^ fhmap__get_le64(b + need - 8);
 
 		/* Constant time: no early exit on the first differing byte. */
 		if (diff)
@@ -162,7 +163,7 @@ static int parse(fhmap_decoded *out, fhmap *m, const unsigned char *b, size_t le
 	return 0;
 }
 
-static int resolve(fhmap_decoded *out, MDB_txn *txn, fhmap *m, uint64_t ino, uint32_t gen)
+static int resolve(fhmap_decoded *out, const fhmap__txn *txn, fhmap *m, uint64_t ino, uint32_t gen)
 {
 	fhmap__rec rec;
 	int rc = fhmap__obj_load(txn, m, ino, &rec, NULL);
@@ -197,9 +198,9 @@ int fhmap_decode(fhmap_decoded *out, fhmap *m, const void *fh, size_t len, unsig
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
 	if (flags & FHMAP_FH_PARENT)
-		rc = resolve(out, r.txn, m, out->parent, out->parent_gen);
+		rc = resolve(out, &r.t, m, out->parent, out->parent_gen);
 	else
-		rc = resolve(out, r.txn, m, out->ino, out->gen);
+		rc = resolve(out, &r.t, m, out->ino, out->gen);
 	fhmap__read_end(m, &r);
 	if (rc == 0)
 		out->status = FHMAP_FH_OK;

@@ -1,52 +1,10 @@
-/* Error codes: LMDB's codes mapped to errno values, and their texts. */
+/* The texts of the error codes, and the log. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "fhmap_int.h"
-
-int fhmap__err(int rc)
-{
-	if (rc < 0 && (rc < MDB_KEYEXIST || rc > MDB_LAST_ERRCODE))
-		return rc; /* already an errno value of ours */
-	switch (rc) {
-	case MDB_SUCCESS:
-		return 0;
-	case MDB_NOTFOUND:
-		return -ENOENT;
-	case MDB_KEYEXIST:
-		return -EEXIST;
-	case MDB_MAP_FULL:
-		return FHMAP__EMAPFULL;
-	case MDB_READERS_FULL:
-		return -EUSERS;
-	case MDB_VERSION_MISMATCH:
-		return -EPROTONOSUPPORT;
-	case MDB_INVALID:
-		return -EMEDIUMTYPE;
-	case MDB_CORRUPTED:
-	case MDB_PAGE_NOTFOUND:
-	case MDB_INCOMPATIBLE:
-	case MDB_BAD_VALSIZE:
-		return -EUCLEAN;
-	case MDB_TXN_FULL:
-	case MDB_CURSOR_FULL:
-	case MDB_PAGE_FULL:
-		return -E2BIG;
-	case MDB_DBS_FULL:
-	case MDB_TLS_FULL:
-	case MDB_MAP_RESIZED:
-	case MDB_BAD_RSLOT:
-	case MDB_BAD_TXN:
-	case MDB_BAD_DBI:
-	case MDB_PANIC:
-		return -EIO;
-	default:
-		/* LMDB passes system errors through as positive errno values. */
-		return rc > 0 ? -rc : -EIO;
-	}
-}
 
 const char *fhmap_strerror(int err)
 {

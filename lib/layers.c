@@ -12,12 +12,12 @@
 #define LAYER_HDR 20
 #define LAYER_ID_MAX UINT16_MAX
 
-static int layer_parse(fhmap_layer *out, uint32_t id, const MDB_val *v)
+static int layer_parse(fhmap_layer *out, uint32_t id, const fhmap__val *v)
 {
-	const unsigned char *p = v->mv_data;
-	size_t rootlen = v->mv_size - LAYER_HDR;
+	const unsigned char *p = v->data;
+	size_t rootlen = v->size - LAYER_HDR;
 
-	if (v->mv_size < LAYER_HDR + 1 || rootlen >= FHMAP_PATH_MAX ||
+	if (v->size < LAYER_HDR + 1 || rootlen >= FHMAP_PATH_MAX ||
 	    (p[0] != FHMAP_LAYER_LOWER && p[0] != FHMAP_LAYER_UPPER) || memchr(p + LAYER_HDR, '\0', rootlen))
 		return -EUCLEAN;
 	out->id = id;
@@ -29,7 +29,7 @@ static int layer_parse(fhmap_layer *out, uint32_t id, const MDB_val *v)
 }
 
 /* The raw record of layer @id; -ENXIO when there is none. */
-static int layer_val(MDB_txn *txn, fhmap *m, uint32_t id, MDB_val *v)
+static int layer_val(const fhmap__txn *txn, fhmap *m, uint32_t id, fhmap__val *v)
 {
 	unsigned char key[4];
 	int rc;
@@ -41,58 +41,56 @@ static int layer_val(MDB_txn *txn, fhmap *m, uint32_t id, MDB_val *v)
 	return rc == -ENOENT ? -ENXIO : rc;
 }
 
-static int layer_load(MDB_txn *txn, fhmap *m, uint32_t id, fhmap_layer *out)
+static int layer_load(const fhmap__txn *txn, fhmap *m, uint32_t id, fhmap_layer *out)
 {
-	MDB_val v;
+	fhmap__val v;
 	int rc = layer_val(txn, m, id, &v);
 
 	return rc ? rc : layer_parse(out, id, &v);
 }
 
-int fhmap__layer_role(MDB_txn *txn, fhmap *m, uint32_t id, fhmap_layer_role *role)
+int fhmap__layer_role(const fhmap__txn *txn, fhmap *m, uint32_t id, fhmap_layer_role *role)
 {
-	MDB_val v;
+	fhmap__val v;
 	int rc = layer_val(txn, m, id, &v);
 
 	if (rc)
 		return rc;
-	if (v.mv_size < LAYER_HDR + 1)
+	if (v.size < LAYER_HDR + 1)
 		return -EUCLEAN;
-	*role = (fhmap_layer_role)((const unsigned char *)v.mv_data)[0];
+	*role = (fhmap_layer_role)((const unsigned char *)v.data)[0];
 	return 0;
 }
 
 /* Calls @fn for every layer in id order until it returns non-zero. */
-static int layer_walk(MDB_txn *txn, fhmap *m, int (*fn)(const fhmap_layer *l, void *ctx), void *ctx)
+static int layer_walk(const fhmap__txn *txn, fhmap *m, int (*fn)(const fhmap_layer *l, void *ctx), void *ctx)
 {
 	fhmap_layer *l = malloc(sizeof(*l));
-	MDB_cursor *cur;
-	MDB_val k, v;
+	fhmap__cursor cur;
+	fhmap__val k, v;
 	int rc, mrc;
 
 	if (!l)
 		return -ENOMEM;
-	if ((rc = fhmap__err(mdb_cursor_open(txn, m->dbi, &cur))) != 0) {
+	if ((rc = fhmap__cursor_open(&cur, txn, m, FHMAP__DB_LAYERS)) != 0) {
 		free(l);
 		return rc;
 	}
-	rc = 0;
-	for (mrc = fhmap__cursor_get(cur, FHMAP__DB_LAYERS, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = fhmap__cursor_get(cur, FHMAP__DB_LAYERS, &k, &v, MDB_NEXT)) {
-		const unsigned char *kp = k.mv_data;
+	for (mrc = fhmap__cursor_get(&cur, &k, &v, FHMAP__FIRST); mrc == 0;
+	     mrc = fhmap__cursor_get(&cur, &k, &v, FHMAP__NEXT)) {
+		const unsigned char *kp = k.data;
 
-		if (k.mv_size != 4) {
+		if (k.size != 4) {
 			rc = -EUCLEAN;
 			break;
 		}
-		if ((rc = layer_parse(l, fhmap__get_be32(kp), &v)) != 0 ||
-		    (rc = fn(l, ctx)) != 0)
+		if ((rc = layer_parse(l, fhmap__get_be32(kp), &v)) != 0 || (rc = fn(l, ctx)) != 0)
 			break;
 	}
-	mdb_cursor_close(cur);
+	fhmap__cursor_close(&cur);
 	free(l);
-	if (rc == 0 && mrc != MDB_NOTFOUND)
-		rc = fhmap__err(mrc);
+	if (rc == 0 && mrc != -ENOENT)
+		rc = mrc;
 	return rc;
 }
 
@@ -127,7 +125,7 @@ static int layer_store(fhmap__wtxn *w, uint32_t id, fhmap_layer_role role, const
 	val[0] = (unsigned char)role;
 	memcpy(val + 4, uuid, 16);
 	memcpy(val + LAYER_HDR, root, rootlen);
-	return fhmap__put(w, FHMAP__DB_LAYERS, key, 4, val, LAYER_HDR + rootlen, 0);
+	return fhmap__put(w, FHMAP__DB_LAYERS, key, 4, val, LAYER_HDR + rootlen);
 }
 
 static int do_layer_add(fhmap__wtxn *w, void *arg)
@@ -137,15 +135,15 @@ static int do_layer_add(fhmap__wtxn *w, void *arg)
 	uint64_t next;
 	int rc;
 
-	if ((rc = layer_walk(w->txn, w->m, conflicts, a)) != 0)
+	if ((rc = layer_walk(&w->t, w->m, conflicts, a)) != 0)
 		return rc;
-	if ((rc = fhmap__meta_u64(w->txn, w->m, "next_layer", &next)) != 0)
+	if ((rc = fhmap__meta_u64(&w->t, w->m, "next_layer", &next)) != 0)
 		return rc;
 	if (next > LAYER_ID_MAX)
 		return -ENOSPC;
 	a->id = (uint32_t)next;
 	fhmap__put_le64(buf, next + 1);
-	if ((rc = fhmap__put(w, FHMAP__DB_META, "next_layer", 10, buf, 8, 0)) != 0)
+	if ((rc = fhmap__put(w, FHMAP__DB_META, "next_layer", 10, buf, 8)) != 0)
 		return rc;
 	uuid_generate_random(uuid);
 	return layer_store(w, a->id, a->role, uuid, a->root, a->rootlen);
@@ -190,7 +188,7 @@ int fhmap_layer_get(fhmap_layer *out, fhmap *m, uint32_t id)
 		return -EINVAL;
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	rc = layer_load(r.txn, m, id, out);
+	rc = layer_load(&r.t, m, id, out);
 	fhmap__read_end(m, &r);
 	return rc;
 }
@@ -220,7 +218,7 @@ int fhmap_layer_list(fhmap_layer *out, size_t cap, size_t *count, fhmap *m)
 		return -EINVAL;
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	rc = layer_walk(r.txn, m, list_one, &c);
+	rc = layer_walk(&r.t, m, list_one, &c);
 	fhmap__read_end(m, &r);
 	*count = c.count;
 	return rc;
@@ -234,9 +232,9 @@ static int do_set_root(fhmap__wtxn *w, void *arg)
 
 	if (!l)
 		return -ENOMEM;
-	if ((rc = layer_load(w->txn, w->m, a->skip_id, l)) == 0) {
+	if ((rc = layer_load(&w->t, w->m, a->skip_id, l)) == 0) {
 		a->role = FHMAP_LAYER_LOWER; /* only the root may conflict */
-		if ((rc = layer_walk(w->txn, w->m, conflicts, a)) == 0)
+		if ((rc = layer_walk(&w->t, w->m, conflicts, a)) == 0)
 			rc = layer_store(w, l->id, l->role, l->uuid, a->root, a->rootlen);
 	}
 	free(l);

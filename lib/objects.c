@@ -14,17 +14,47 @@ static int index_db(fhmap_index index)
 }
 
 /* Looks a real handle up in an index: 0 and *ino, or -ENOENT. */
-static int index_get(MDB_txn *txn, fhmap *m, int db, const fhmap__rfh *fh, uint64_t *ino)
+static int index_get(const fhmap__txn *txn, fhmap *m, int db, const fhmap__rfh *fh, uint64_t *ino)
 {
 	unsigned char key[FHMAP__IKEY_MAX];
-	MDB_val v;
+	fhmap__val v;
 	int rc = fhmap__get(txn, m, db, key, fhmap__ikey(key, fh), &v);
 
 	if (rc)
 		return rc;
-	if (v.mv_size != 8)
+	if (v.size != 8)
 		return -EUCLEAN;
-	*ino = fhmap__get_le64(v.mv_data);
+	*ino = fhmap__get_le64(v.data);
+	return 0;
+}
+
+static int rec_carries(const fhmap__rec *rec, int db, const fhmap__rfh *fh)
+{
+	const fhmap__rfh *own = db == FHMAP__DB_ORIGIN ? &rec->origin : &rec->upper;
+	int has = db == FHMAP__DB_ORIGIN ? rec->has_origin : rec->has_upper;
+
+	return has && own->layer == fh->layer && own->type == fh->type && own->len == fh->len &&
+	       !memcmp(own->data, fh->data, fh->len);
+}
+
+/* Looks a real handle up and loads the object it names, which must carry
+ * that handle: a stale or damaged entry never names another object. */
+static int index_find(const fhmap__txn *txn, fhmap *m, int db, const fhmap__rfh *fh, uint64_t *ino,
+                      fhmap__rec *rec)
+{
+	int rc = index_get(txn, m, db, fh, ino);
+
+	if (rc)
+		return rc;
+	if ((rc = fhmap__obj_load(txn, m, *ino, rec, NULL)) != 0)
+		return rc == -ENOENT ? -EUCLEAN : rc;
+	if (rec->state == FHMAP_STATE_UNLINKED || !rec_carries(rec, db, fh)) {
+		fhmap__log(m, FHMAP_LOG_WARN,
+		           "%s index entry names object %llu, which does not carry that handle: "
+		           "damaged index (fhmapctl check --repair)",
+		           db == FHMAP__DB_ORIGIN ? "origin" : "upper", (unsigned long long)*ino);
+		return -EUCLEAN;
+	}
 	return 0;
 }
 
@@ -33,7 +63,7 @@ static int index_put(fhmap__wtxn *w, int db, const fhmap__rfh *fh, uint64_t ino)
 	unsigned char key[FHMAP__IKEY_MAX], val[8];
 
 	fhmap__put_le64(val, ino);
-	return fhmap__put(w, db, key, fhmap__ikey(key, fh), val, 8, 0);
+	return fhmap__put(w, db, key, fhmap__ikey(key, fh), val, 8);
 }
 
 /* Deletes an index entry only if it points to @ino (never another's). */
@@ -41,7 +71,7 @@ static int index_del_if(fhmap__wtxn *w, int db, const fhmap__rfh *fh, uint64_t i
 {
 	unsigned char key[FHMAP__IKEY_MAX];
 	uint64_t cur;
-	int rc = index_get(w->txn, w->m, db, fh, &cur);
+	int rc = index_get(&w->t, w->m, db, fh, &cur);
 
 	if (rc == -ENOENT || (rc == 0 && cur != ino))
 		return 0;
@@ -51,7 +81,7 @@ static int index_del_if(fhmap__wtxn *w, int db, const fhmap__rfh *fh, uint64_t i
 }
 
 /* A live directory that may take a new entry. */
-static int parent_check(MDB_txn *txn, fhmap *m, uint64_t parent)
+static int parent_check(const fhmap__txn *txn, fhmap *m, uint64_t parent)
 {
 	fhmap__rec rec;
 	int rc = fhmap__obj_load(txn, m, parent, &rec, NULL);
@@ -63,7 +93,7 @@ static int parent_check(MDB_txn *txn, fhmap *m, uint64_t parent)
 	return rec.type == S_IFDIR ? 0 : -ENOTDIR;
 }
 
-static int layer_is(MDB_txn *txn, fhmap *m, uint32_t layer, fhmap_layer_role want)
+static int layer_is(const fhmap__txn *txn, fhmap *m, uint32_t layer, fhmap_layer_role want)
 {
 	fhmap_layer_role role;
 	int rc = fhmap__layer_role(txn, m, layer, &role);
@@ -83,7 +113,27 @@ struct bind_args {
 	uint32_t type;
 	int upper;
 	uint64_t ino;
+	fhmap_object *obj; /* receives the record, or NULL */
+	int created;
 };
+
+/* The object a bind finds already there: 0, -ENOENT (none), or an error. */
+static int bind_found(struct bind_args *a, const fhmap__txn *txn, fhmap *m)
+{
+	int db = a->upper ? FHMAP__DB_UPPER : FHMAP__DB_ORIGIN;
+	fhmap__rfh v;
+	fhmap__rec rec;
+	int rc;
+
+	fhmap__rfh_view(&v, a->fh);
+	if ((rc = index_find(txn, m, db, &v, &a->ino, &rec)) != 0)
+		return rc;
+	if (rec.type != a->type)
+		return -EINVAL;
+	if (a->obj)
+		fhmap__rec_export(a->obj, a->ino, &rec);
+	return 0;
+}
 
 static int do_bind(fhmap__wtxn *w, void *arg)
 {
@@ -91,33 +141,26 @@ static int do_bind(fhmap__wtxn *w, void *arg)
 	int db = a->upper ? FHMAP__DB_UPPER : FHMAP__DB_ORIGIN;
 	unsigned char key[8];
 	fhmap__rec rec = { 0 };
-	MDB_val v;
+	fhmap__val v;
 	int rc;
 
-	fhmap__rfh_view(a->upper ? &rec.upper : &rec.origin, a->fh);
-	if ((rc = layer_is(w->txn, w->m, a->fh->layer, a->upper ? FHMAP_LAYER_UPPER : FHMAP_LAYER_LOWER)) != 0)
+	if ((rc = layer_is(&w->t, w->m, a->fh->layer, a->upper ? FHMAP_LAYER_UPPER : FHMAP_LAYER_LOWER)) != 0)
 		return rc;
-	rc = index_get(w->txn, w->m, db, a->upper ? &rec.upper : &rec.origin, &a->ino);
-	if (rc == 0) {
-		fhmap__rec old;
-
-		if ((rc = fhmap__obj_load(w->txn, w->m, a->ino, &old, NULL)) != 0)
-			return rc == -ENOENT ? -EUCLEAN : rc;
-		return old.type == a->type ? 0 : -EINVAL;
-	}
-	if (rc != -ENOENT)
-		return rc;
+	if ((rc = bind_found(a, &w->t, w->m)) != -ENOENT)
+		return rc; /* bound meanwhile, by another thread of the group */
 	if (a->parent == 0) {
 		a->ino = FHMAP_ROOT_INO;
 		fhmap__be64(key, a->ino);
-		rc = fhmap__get(w->txn, w->m, FHMAP__DB_OBJECTS, key, 8, &v);
+		rc = fhmap__get(&w->t, w->m, FHMAP__DB_OBJECTS, key, 8, &v);
 		if (rc != -ENOENT)
 			return rc ? rc : -EEXIST;
-	} else if ((rc = parent_check(w->txn, w->m, a->parent)) != 0 || (rc = fhmap__alloc_ino(w, &a->ino)) != 0) {
+	} else if ((rc = parent_check(&w->t, w->m, a->parent)) != 0 ||
+	           (rc = fhmap__alloc_ino(w, &a->ino)) != 0) {
 		return rc;
 	}
 	if ((rc = fhmap__alloc_gen(w, &rec.gen)) != 0)
 		return rc;
+	fhmap__rfh_view(a->upper ? &rec.upper : &rec.origin, a->fh);
 	rec.state = a->upper ? FHMAP_STATE_UPPER : FHMAP_STATE_ORIGIN;
 	rec.type = a->type;
 	rec.parent = a->parent;
@@ -125,36 +168,85 @@ static int do_bind(fhmap__wtxn *w, void *arg)
 	rec.has_upper = a->upper;
 	rec.name = a->name;
 	rec.name_len = strlen(a->name);
-	if ((rc = fhmap__obj_store(w, a->ino, &rec)) != 0)
+	if ((rc = fhmap__obj_store(w, a->ino, &rec)) != 0 ||
+	    (rc = index_put(w, db, a->upper ? &rec.upper : &rec.origin, a->ino)) != 0)
 		return rc;
-	return index_put(w, db, a->upper ? &rec.upper : &rec.origin, a->ino);
+	a->created = 1;
+	if (a->obj)
+		fhmap__rec_export(a->obj, a->ino, &rec);
+	return 0;
 }
 
-static int bind_common(uint64_t *out, fhmap *m, const fhmap_realfh *fh, uint64_t parent, const char *name,
-                       uint32_t type, int upper)
+/* Get-or-create: a handle bound already is found by a read, which takes
+ * no write transaction and no lock a writer holds. */
+static int bind_common(struct bind_args *a, fhmap *m)
 {
-	struct bind_args a = { fh, parent, name, type, upper, 0 };
+	fhmap__rtxn r;
 	int rc;
 
-	if (!out || !m || fhmap__realfh_check(fh) || fhmap__type_check(type) || !name)
+	if (!m || fhmap__realfh_check(a->fh) || fhmap__type_check(a->type) || !a->name)
 		return -EINVAL;
-	if (parent == 0 ? (name[0] || type != S_IFDIR) : (rc = fhmap__name_check(name)) != 0)
-		return parent == 0 ? -EINVAL : rc;
-	if ((rc = fhmap__write(m, do_bind, &a)) == 0)
-		*out = a.ino;
-	return rc;
+	if (a->parent == 0 ? (a->name[0] || a->type != S_IFDIR) : (rc = fhmap__name_check(a->name)) != 0)
+		return a->parent == 0 ? -EINVAL : rc;
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	rc = bind_found(a, &r.t, m);
+	fhmap__read_end(m, &r);
+	return rc == -ENOENT ? fhmap__write(m, do_bind, a) : rc;
 }
 
 int fhmap_bind(uint64_t *out, fhmap *m, const fhmap_realfh *origin, uint64_t parent, const char *name,
                uint32_t type)
 {
-	return bind_common(out, m, origin, parent, name, type, 0);
+	struct bind_args a = { origin, parent, name, type, 0, 0, NULL, 0 };
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	if ((rc = bind_common(&a, m)) == 0)
+		*out = a.ino;
+	return rc;
 }
 
 int fhmap_create_upper(uint64_t *out, fhmap *m, const fhmap_realfh *upper, uint64_t parent, const char *name,
                        uint32_t type)
 {
-	return bind_common(out, m, upper, parent, name, type, 1);
+	struct bind_args a = { upper, parent, name, type, 1, 0, NULL, 0 };
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	if ((rc = bind_common(&a, m)) == 0)
+		*out = a.ino;
+	return rc;
+}
+
+static int object_common(fhmap_object *out, int *created, fhmap *m, struct bind_args *a)
+{
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	a->obj = out;
+	if ((rc = bind_common(a, m)) == 0 && created)
+		*created = a->created;
+	return rc;
+}
+
+int fhmap_object_bind(fhmap_object *out, int *created, fhmap *m, const fhmap_realfh *origin, uint64_t parent,
+                      const char *name, uint32_t type)
+{
+	struct bind_args a = { origin, parent, name, type, 0, 0, NULL, 0 };
+
+	return object_common(out, created, m, &a);
+}
+
+int fhmap_object_create(fhmap_object *out, int *created, fhmap *m, const fhmap_realfh *upper, uint64_t parent,
+                        const char *name, uint32_t type)
+{
+	struct bind_args a = { upper, parent, name, type, 1, 0, NULL, 0 };
+
+	return object_common(out, created, m, &a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -163,6 +255,7 @@ int fhmap_create_upper(uint64_t *out, fhmap *m, const fhmap_realfh *upper, uint6
 static int lookup(uint64_t *out, fhmap *m, const fhmap_realfh *fh, int db)
 {
 	fhmap__rtxn r;
+	fhmap__rec rec;
 	fhmap__rfh v;
 	int rc;
 
@@ -171,7 +264,7 @@ static int lookup(uint64_t *out, fhmap *m, const fhmap_realfh *fh, int db)
 	fhmap__rfh_view(&v, fh);
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	rc = index_get(r.txn, m, db, &v, out);
+	rc = index_find(&r.t, m, db, &v, out, &rec);
 	fhmap__read_end(m, &r);
 	return rc;
 }
@@ -196,7 +289,7 @@ int fhmap_get(fhmap_object *out, fhmap *m, uint64_t ino)
 		return -EINVAL;
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	if ((rc = fhmap__obj_load(r.txn, m, ino, &rec, NULL)) == 0)
+	if ((rc = fhmap__obj_load(&r.t, m, ino, &rec, NULL)) == 0)
 		fhmap__rec_export(out, ino, &rec);
 	fhmap__read_end(m, &r);
 	return rc;
@@ -205,7 +298,7 @@ int fhmap_get(fhmap_object *out, fhmap *m, uint64_t ino)
 /* Writes the path of @ino backwards into the end of @out, then moves it to
  * the front. With @origin, follows origin hints where a rename left one:
  * the path on the lower layer, which never changes. */
-static int build_path(char *out, size_t size, MDB_txn *txn, fhmap *m, uint64_t ino, int origin)
+static int build_path(char *out, size_t size, const fhmap__txn *txn, fhmap *m, uint64_t ino, int origin)
 {
 	size_t pos = size - 1;
 	fhmap__rec rec;
@@ -253,7 +346,7 @@ static int path_common(char *out, size_t size, fhmap *m, uint64_t ino, int origi
 		return -EINVAL;
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	rc = build_path(out, size, r.txn, m, ino, origin);
+	rc = build_path(out, size, &r.t, m, ino, origin);
 	fhmap__read_end(m, &r);
 	return rc;
 }
@@ -277,7 +370,7 @@ struct rename_args {
 };
 
 /* Refuses to move a directory below itself: hints would form a cycle. */
-static int cycle_check(MDB_txn *txn, fhmap *m, uint64_t ino, uint64_t parent)
+static int cycle_check(const fhmap__txn *txn, fhmap *m, uint64_t ino, uint64_t parent)
 {
 	fhmap__rec rec;
 	int rc;
@@ -301,10 +394,10 @@ static int do_rename(fhmap__wtxn *w, void *arg)
 	fhmap__rec rec;
 	int rc;
 
-	if ((rc = fhmap__obj_load_live(w->txn, w->m, a->ino, &rec, copy)) != 0)
+	if ((rc = fhmap__obj_load_live(&w->t, w->m, a->ino, &rec, copy)) != 0)
 		return rc;
-	if ((rc = parent_check(w->txn, w->m, a->parent)) != 0 ||
-	    (rc = cycle_check(w->txn, w->m, a->ino, a->parent)) != 0)
+	if ((rc = parent_check(&w->t, w->m, a->parent)) != 0 ||
+	    (rc = cycle_check(&w->t, w->m, a->ino, a->parent)) != 0)
 		return rc;
 	if (rec.has_origin && !rec.has_ohint) {
 		/* The hint leaves the origin's place: remember that place. */
@@ -349,7 +442,7 @@ static int do_unlink(fhmap__wtxn *w, void *arg)
 	fhmap__rec rec;
 	int rc;
 
-	if ((rc = fhmap__obj_load_live(w->txn, w->m, ino, &rec, copy)) != 0)
+	if ((rc = fhmap__obj_load_live(&w->t, w->m, ino, &rec, copy)) != 0)
 		return rc;
 	if ((rc = drop_indexes(w, ino, &rec)) != 0)
 		return rc;
@@ -375,7 +468,7 @@ static int do_purge(fhmap__wtxn *w, void *arg)
 	fhmap__rec rec;
 	int rc;
 
-	if ((rc = fhmap__obj_load(w->txn, w->m, ino, &rec, NULL)) != 0)
+	if ((rc = fhmap__obj_load(&w->t, w->m, ino, &rec, NULL)) != 0)
 		return rc;
 	if (rec.state != FHMAP_STATE_UNLINKED)
 		return -EBUSY;
@@ -393,7 +486,7 @@ int fhmap_purge(fhmap *m, uint64_t ino)
 /* ------------------------------------------------------------------------ */
 /* Repair: replace handles and hints */
 
-static int update_check(MDB_txn *txn, fhmap *m, const fhmap_object *o, const fhmap__rec *want)
+static int update_check(const fhmap__txn *txn, fhmap *m, const fhmap_object *o, const fhmap__rec *want)
 {
 	uint64_t other;
 	int rc;
@@ -422,7 +515,7 @@ static int do_update(fhmap__wtxn *w, void *arg)
 	fhmap__rec rec, want;
 	int rc;
 
-	if ((rc = fhmap__obj_load_live(w->txn, w->m, o->ino, &rec, copy)) != 0)
+	if ((rc = fhmap__obj_load_live(&w->t, w->m, o->ino, &rec, copy)) != 0)
 		return rc;
 	want = rec;
 	want.has_origin = o->has_origin;
@@ -438,7 +531,7 @@ static int do_update(fhmap__wtxn *w, void *arg)
 		want.state = FHMAP_STATE_UPPER;
 	else if (rec.state == FHMAP_STATE_UPPER)
 		want.state = FHMAP_STATE_ORIGIN;
-	if ((rc = update_check(w->txn, w->m, o, &want)) != 0)
+	if ((rc = update_check(&w->t, w->m, o, &want)) != 0)
 		return rc;
 	if ((rc = drop_indexes(w, o->ino, &rec)) != 0)
 		return rc;
@@ -459,11 +552,87 @@ int fhmap_object_update(fhmap *m, const fhmap_object *o)
 
 	if (!m || !o || !o->ino || memchr(o->name, '\0', sizeof(o->name)) == NULL)
 		return -EINVAL;
-	if ((o->has_origin && fhmap__realfh_check(&o->origin)) || (o->has_upper && fhmap__realfh_check(&o->upper)))
+	if ((o->has_origin && fhmap__realfh_check(&o->origin)) ||
+	    (o->has_upper && fhmap__realfh_check(&o->upper)))
 		return -EINVAL;
 	if (o->ino != FHMAP_ROOT_INO && (rc = fhmap__name_check(o->name)) != 0)
 		return rc;
 	return fhmap__write(m, do_update, (void *)o);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Restore: a record a crash took, made again with its own identity */
+
+/* A number and generation this map handed out (below its counters) and
+ * this process does not still hold for later. */
+static int restore_identity_check(fhmap__wtxn *w, const fhmap_object *o)
+{
+	const fhmap__alloc *a = &w->m->alloc;
+	uint64_t next_ino, next_gen, base;
+	int rc;
+
+	if ((rc = fhmap__meta_u64(&w->t, w->m, "next_ino", &next_ino)) != 0 ||
+	    (rc = fhmap__meta_u64(&w->t, w->m, "next_gen", &next_gen)) != 0 ||
+	    (rc = fhmap__meta_u64(&w->t, w->m, "gen_base", &base)) != 0)
+		return rc;
+	if (o->ino >= next_ino || (o->ino >= a->ino_next && o->ino < a->ino_end))
+		return -EINVAL;
+	if ((uint32_t)(o->gen - (uint32_t)base) >= (uint32_t)((uint32_t)next_gen - (uint32_t)base) ||
+	    (a->gen_left && (uint32_t)(o->gen - a->gen_next) < a->gen_left))
+		return -EINVAL;
+	return 0;
+}
+
+static int do_restore(fhmap__wtxn *w, void *arg)
+{
+	const fhmap_object *o = arg;
+	unsigned char key[8];
+	fhmap__rec rec = { 0 };
+	fhmap__val v;
+	int rc;
+
+	if ((rc = restore_identity_check(w, o)) != 0)
+		return rc;
+	fhmap__be64(key, o->ino);
+	if ((rc = fhmap__get(&w->t, w->m, FHMAP__DB_OBJECTS, key, 8, &v)) != -ENOENT)
+		return rc ? rc : -EEXIST;
+	rec.gen = o->gen;
+	rec.state = (uint8_t)o->state;
+	rec.type = o->type;
+	rec.parent = o->parent;
+	rec.has_origin = o->has_origin;
+	rec.has_upper = o->has_upper;
+	if (o->has_origin)
+		fhmap__rfh_view(&rec.origin, &o->origin);
+	if (o->has_upper)
+		fhmap__rfh_view(&rec.upper, &o->upper);
+	rec.name = o->name;
+	rec.name_len = strlen(o->name);
+	if ((rc = update_check(&w->t, w->m, o, &rec)) != 0)
+		return rc;
+	if ((rc = fhmap__obj_store(w, o->ino, &rec)) != 0)
+		return rc;
+	if (o->has_origin && (rc = index_put(w, FHMAP__DB_ORIGIN, &rec.origin, o->ino)) != 0)
+		return rc;
+	return o->has_upper ? index_put(w, FHMAP__DB_UPPER, &rec.upper, o->ino) : 0;
+}
+
+int fhmap_object_restore(fhmap *m, const fhmap_object *o)
+{
+	int rc;
+
+	if (!m || !o || o->ino <= FHMAP_ROOT_INO || fhmap__type_check(o->type) ||
+	    memchr(o->name, '\0', sizeof(o->name)) == NULL)
+		return -EINVAL;
+	if (!(o->state == FHMAP_STATE_UPPER && o->has_upper) &&
+	    !(o->state == FHMAP_STATE_ORIGIN && o->has_origin && !o->has_upper))
+		return -EINVAL;
+	if ((o->has_origin && fhmap__realfh_check(&o->origin)) ||
+	    (o->has_upper && fhmap__realfh_check(&o->upper)))
+		return -EINVAL;
+	if ((rc = fhmap__name_check(o->name)) != 0)
+		return rc;
+	return fhmap__write(m, do_restore, (void *)o);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -473,8 +642,8 @@ int fhmap_index_next(fhmap_index_entry *out, fhmap *m, fhmap_index index, const 
 {
 	unsigned char key[FHMAP__IKEY_MAX];
 	const unsigned char *kp;
-	MDB_cursor *cur;
-	MDB_val k = { 0, key }, v;
+	fhmap__cursor cur;
+	fhmap__val k = { 0, key }, v;
 	fhmap__rtxn r;
 	fhmap__rfh a;
 	int rc;
@@ -484,30 +653,29 @@ int fhmap_index_next(fhmap_index_entry *out, fhmap *m, fhmap_index index, const 
 		return -EINVAL;
 	if (after) {
 		fhmap__rfh_view(&a, after);
-		k.mv_size = fhmap__ikey(key, &a);
+		k.size = fhmap__ikey(key, &a);
 	}
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	if ((rc = fhmap__err(mdb_cursor_open(r.txn, m->dbi, &cur))) == 0) {
-		rc = fhmap__cursor_get(cur, index_db(index), &k, &v, after ? MDB_SET_RANGE : MDB_FIRST);
-		if (rc == 0 && after && k.mv_size == 6 + a.len && !memcmp(k.mv_data, key, k.mv_size))
-			rc = fhmap__cursor_get(cur, index_db(index), &k, &v, MDB_NEXT);
-		rc = fhmap__err(rc);
-		kp = k.mv_data;
-		if (rc == 0 && (k.mv_size <= 6 || k.mv_size > FHMAP__IKEY_MAX))
+	if ((rc = fhmap__cursor_open(&cur, &r.t, m, index_db(index))) == 0) {
+		rc = fhmap__cursor_get(&cur, &k, &v, after ? FHMAP__SET_RANGE : FHMAP__FIRST);
+		if (rc == 0 && after && k.size == 6 + a.len && !memcmp(k.data, key, k.size))
+			rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__NEXT);
+		kp = k.data;
+		if (rc == 0 && (k.size <= 6 || k.size > FHMAP__IKEY_MAX))
 			rc = -EUCLEAN; /* no handle to report */
 		if (rc == 0) {
 			out->fh.layer = (uint32_t)kp[0] << 8 | kp[1];
 			out->fh.type = (int32_t)fhmap__get_be32(kp + 2);
-			out->fh.len = (uint32_t)k.mv_size - 6;
+			out->fh.len = (uint32_t)k.size - 6;
 			memcpy(out->fh.data, kp + 6, out->fh.len);
-			out->ino = v.mv_size == 8 ? fhmap__get_le64(v.mv_data) : 0;
+			out->ino = v.size == 8 ? fhmap__get_le64(v.data) : 0;
 			/* A damaged value still names its key, so a walk can go on
 			 * past it and repair can remove it. */
-			if (v.mv_size != 8 || out->fh.layer == 0)
+			if (v.size != 8 || out->fh.layer == 0)
 				rc = -EUCLEAN;
 		}
-		mdb_cursor_close(cur);
+		fhmap__cursor_close(&cur);
 	}
 	fhmap__read_end(m, &r);
 	return rc;
@@ -518,15 +686,6 @@ struct index_rm_args {
 	fhmap__rfh fh;
 };
 
-static int rec_carries(const fhmap__rec *rec, int db, const fhmap__rfh *fh)
-{
-	const fhmap__rfh *own = db == FHMAP__DB_ORIGIN ? &rec->origin : &rec->upper;
-	int has = db == FHMAP__DB_ORIGIN ? rec->has_origin : rec->has_upper;
-
-	return has && own->layer == fh->layer && own->type == fh->type && own->len == fh->len &&
-	       !memcmp(own->data, fh->data, fh->len);
-}
-
 static int do_index_remove(fhmap__wtxn *w, void *arg)
 {
 	struct index_rm_args *a = arg;
@@ -535,9 +694,9 @@ static int do_index_remove(fhmap__wtxn *w, void *arg)
 	uint64_t ino;
 	int rc;
 
-	if ((rc = index_get(w->txn, w->m, a->db, &a->fh, &ino)) != 0 && rc != -EUCLEAN)
+	if ((rc = index_get(&w->t, w->m, a->db, &a->fh, &ino)) != 0 && rc != -EUCLEAN)
 		return rc;
-	if (rc == 0 && (rc = fhmap__obj_load(w->txn, w->m, ino, &rec, NULL)) == 0 &&
+	if (rc == 0 && (rc = fhmap__obj_load(&w->t, w->m, ino, &rec, NULL)) == 0 &&
 	    rec.state != FHMAP_STATE_UNLINKED && rec_carries(&rec, a->db, &a->fh))
 		return -EBUSY;
 	if (rc && rc != -ENOENT && rc != -EUCLEAN)
@@ -582,8 +741,8 @@ int fhmap_iter_new(fhmap_iter **out, fhmap *m, uint64_t start)
 int fhmap_iter_next(fhmap_object *out, fhmap_iter *it)
 {
 	unsigned char key[8];
-	MDB_val k = { 8, key }, v;
-	MDB_cursor *cur;
+	fhmap__val k = { 8, key }, v;
+	fhmap__cursor cur;
 	fhmap__rtxn r;
 	fhmap__rec rec;
 	uint64_t ino;
@@ -596,17 +755,17 @@ int fhmap_iter_next(fhmap_object *out, fhmap_iter *it)
 	fhmap__be64(key, it->next);
 	if ((rc = fhmap__read_begin(it->m, &r)) != 0)
 		return rc;
-	if ((rc = fhmap__err(mdb_cursor_open(r.txn, it->m->dbi, &cur))) == 0) {
-		rc = fhmap__err(fhmap__cursor_get(cur, FHMAP__DB_OBJECTS, &k, &v, MDB_SET_RANGE));
+	if ((rc = fhmap__cursor_open(&cur, &r.t, it->m, FHMAP__DB_OBJECTS)) == 0) {
+		rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__SET_RANGE);
 		/* A damaged B-tree can answer with a key of another size or
 		 * behind the one asked for: the walk cannot go on from there
 		 * (it would go round forever). */
-		if (rc == 0 && (k.mv_size != 8 || fhmap__get_be64(k.mv_data) < it->next)) {
+		if (rc == 0 && (k.size != 8 || fhmap__get_be64(k.data) < it->next)) {
 			it->done = 1;
 			rc = -EUCLEAN;
 		}
 		if (rc == 0) {
-			ino = fhmap__get_be64(k.mv_data);
+			ino = fhmap__get_be64(k.data);
 			/* Skip past a damaged record so that a walk can go on. */
 			it->next = ino + 1;
 			it->done = ino == UINT64_MAX;
@@ -615,7 +774,7 @@ int fhmap_iter_next(fhmap_object *out, fhmap_iter *it)
 			else
 				out->ino = ino;
 		}
-		mdb_cursor_close(cur);
+		fhmap__cursor_close(&cur);
 	}
 	fhmap__read_end(it->m, &r);
 	if (rc == -ENOENT)
@@ -630,21 +789,22 @@ void fhmap_iter_free(fhmap_iter *it)
 
 /* Counts every table's entries and the objects by state, in one walk of
  * LMDB's main table (keys led by their table byte). */
-static int count_entries(MDB_txn *txn, fhmap *m, fhmap_map_stats *s)
+static int count_entries(const fhmap__txn *txn, fhmap *m, fhmap_map_stats *s)
 {
-	MDB_cursor *cur;
-	MDB_val k, v;
+	fhmap__cursor cur;
+	fhmap__val k, v;
 	fhmap__rec rec;
-	int rc = fhmap__err(mdb_cursor_open(txn, m->dbi, &cur));
+	int rc = fhmap__cursor_open(&cur, txn, m, FHMAP__DB_ALL);
 
 	if (rc)
 		return rc;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		const unsigned char *kp = k.mv_data;
+	for (rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__FIRST); rc == 0;
+	     rc = fhmap__cursor_get(&cur, &k, &v, FHMAP__NEXT)) {
+		const unsigned char *kp = k.data;
 
-		switch (k.mv_size ? kp[0] : 0) {
+		switch (k.size ? kp[0] : 0) {
 		case FHMAP__DB_OBJECTS:
-			if (k.mv_size != 9 || fhmap__rec_parse(&rec, fhmap__get_be64(kp + 1), &v) != 0) {
+			if (k.size != 9 || fhmap__rec_parse(&rec, fhmap__get_be64(kp + 1), &v) != 0) {
 				rc = -EUCLEAN;
 				goto out;
 			}
@@ -669,23 +829,13 @@ static int count_entries(MDB_txn *txn, fhmap *m, fhmap_map_stats *s)
 		}
 	}
 out:
-	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND ? 0 : fhmap__err(rc);
-}
-
-static int count_reader(const char *msg, void *ctx)
-{
-	(void)msg;
-	(*(uint32_t *)ctx)++;
-	return 0;
+	fhmap__cursor_close(&cur);
+	return rc == -ENOENT ? 0 : rc;
 }
 
 int fhmap_stats(fhmap_map_stats *s, fhmap *m)
 {
-	MDB_envinfo info;
-	MDB_stat st;
 	fhmap__rtxn r;
-	uint32_t lines = 0;
 	int rc;
 
 	if (!s || !m)
@@ -693,21 +843,8 @@ int fhmap_stats(fhmap_map_stats *s, fhmap *m)
 	memset(s, 0, sizeof(*s));
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
-	if ((rc = fhmap__err(mdb_stat(r.txn, m->dbi, &st))) == 0) {
-		s->branch_pages = st.ms_branch_pages;
-		s->leaf_pages = st.ms_leaf_pages;
-		s->overflow_pages = st.ms_overflow_pages;
-		s->depth = st.ms_depth;
-		s->page_size = st.ms_psize;
-	}
-	if (rc == 0)
-		rc = count_entries(r.txn, m, s);
+	rc = count_entries(&r.t, m, s);
+	m->be->storage(m, &r.t, s);
 	fhmap__read_end(m, &r);
-	mdb_env_info(m->env, &info);
-	s->map_size = info.me_mapsize;
-	s->used_bytes = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
-	s->max_readers = info.me_maxreaders;
-	mdb_reader_list(m->env, count_reader, &lines);
-	s->readers = lines ? lines - 1 : 0; /* the first line is a header */
 	return rc;
 }

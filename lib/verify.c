@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fhmap_int.h"
+#include "lmdb.h"
 
 /* The child exits 0 when the map is sound, else VERIFY_ERRNO + the errno
  * value of what it found (fhmap__err: MDB_CORRUPTED is EUCLEAN); small exit

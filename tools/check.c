@@ -391,9 +391,14 @@ static void check_entry(struct scan *s, fhmap_index index, const fhmap_index_ent
 	struct check_problem p;
 	const char *why = entry_fault(s, index, e);
 	uint64_t now;
+	int r;
 
-	/* A running union may have changed the entry since it was read. */
-	if (!why || index_lookup(&now, s->map, index, &e->fh) != 0 || now != e->ino)
+	/* A running union may have changed the entry since it was read; the
+	 * library refuses an entry that still names an object without its
+	 * handle (-EUCLEAN). */
+	if (!why)
+		return;
+	if ((r = index_lookup(&now, s->map, index, &e->fh)) != -EUCLEAN && (r != 0 || now != e->ino))
 		return;
 	problem_init(&p, CHECK_INDEX_DANGLING, NULL, "");
 	p.which = which;

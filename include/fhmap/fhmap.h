@@ -16,10 +16,13 @@
  * - The library never prints and never aborts on bad input. Diagnostics go
  *   to the optional log callback given to fhmap_open().
  * - Thread safety: one ::fhmap may be used by many threads at once. Reads
- *   (lookups, fhmap_get(), fhmap_decode(), fhmap_encode()) run in parallel
- *   and never wait for each other; writes are serialized by LMDB's writer
- *   lock, also across processes. A batch (fhmap_batch_begin()) belongs to
- *   the thread that began it.
+ *   (lookups, fhmap_get(), fhmap_decode(), fhmap_encode()) run in parallel,
+ *   take no lock a writer holds and never wait for each other or for
+ *   writers. Updates that threads make at the same time share one write
+ *   transaction and its flushes (group commit); each call still returns
+ *   only once its own update is as durable as the sync mode promises.
+ *   Writers of different processes are serialized by LMDB's writer lock.
+ *   A batch (fhmap_batch_begin()) belongs to the thread that began it.
  */
 #ifndef FHMAP_FHMAP_H
 #define FHMAP_FHMAP_H
@@ -42,7 +45,7 @@ extern "C" {
 /** Major version of the library (changes on ABI breaks). */
 #define FHMAP_VERSION_MAJOR 0
 /** Minor version of the library (changes when API is added). */
-#define FHMAP_VERSION_MINOR 1
+#define FHMAP_VERSION_MINOR 2
 /** Patch version of the library. */
 #define FHMAP_VERSION_PATCH 0
 
@@ -94,13 +97,30 @@ FHMAP_EXTERN const char *fhmap_strerror(int err);
 /** @name Opening and closing
  * @{ */
 
-/** Durability of committed updates. */
+/**
+ * Durability of updates: what a crash can cost (docs/durability.md). In
+ * every mode a crash never corrupts the map and never makes it hand out an
+ * object number or a generation again (numbers come from ranges reserved
+ * durably before their first use), so no handle can reach another object.
+ * A process crash (SIGKILL) loses nothing that returned, in every mode.
+ */
 typedef enum fhmap_sync_mode {
-	/** Every committed update survives power loss (two fsyncs a commit). */
+	/** Every update survives power loss once its call returned (two
+	 *  device flushes a commit, shared by the updates of a group). */
 	FHMAP_SYNC_FULL = 0,
-	/** One fsync a commit; a system crash may undo the last commit but
-	 *  never corrupts the map. fhmap_sync() makes everything durable. */
-	FHMAP_SYNC_LAZY = 1
+	/** One flush a commit; a system crash may undo the last commits.
+	 *  fhmap_sync() makes everything durable. */
+	FHMAP_SYNC_LAZY = 1,
+	/** Updates are visible at once and made durable together in the
+	 *  background, at most ::fhmap_open_options.flush_interval_ms after
+	 *  the first of them (no flush on the caller's path); fhmap_sync()
+	 *  makes them durable at once, one commit for all callers at that
+	 *  moment. A system crash loses the updates of at most the last
+	 *  interval, and fhmap_recovery_needed() tells the next run. One
+	 *  process at a time may open a map in this mode; it runs one
+	 *  background thread. Other processes see the updates once they are
+	 *  committed, and their updates wait for that commit. */
+	FHMAP_SYNC_DEFERRED = 2
 } fhmap_sync_mode;
 
 /** Create the map if it does not exist (a directory holding the LMDB files). */
@@ -149,8 +169,8 @@ typedef enum fhmap_log_level {
  */
 typedef void (*fhmap_log_fn)(void *ctx, fhmap_log_level level, const char *msg);
 
-/** Current version of ::fhmap_open_options. */
-#define FHMAP_OPEN_OPTIONS_VERSION 1
+/** Current version of ::fhmap_open_options (1: up to @c log_ctx). */
+#define FHMAP_OPEN_OPTIONS_VERSION 2
 
 /** Options for fhmap_open(). Zero means default for every field. */
 typedef struct fhmap_open_options {
@@ -167,10 +187,13 @@ typedef struct fhmap_open_options {
 	                              default 126 */
 	fhmap_log_fn log;        /**< optional log callback */
 	void *log_ctx;           /**< passed to @c log */
+	unsigned int flush_interval_ms; /**< ::FHMAP_SYNC_DEFERRED: longest time
+	                              an update waits for its commit; default
+	                              1000 (version 2) */
 } fhmap_open_options;
 
 /** Initialiser for ::fhmap_open_options with all defaults. */
-#define FHMAP_OPEN_OPTIONS_INIT { FHMAP_OPEN_OPTIONS_VERSION, 0, FHMAP_SYNC_FULL, 0, 0, 0, 0, 0 }
+#define FHMAP_OPEN_OPTIONS_INIT { FHMAP_OPEN_OPTIONS_VERSION, 0, FHMAP_SYNC_FULL, 0, 0, 0, 0, 0, 0 }
 
 /**
  * @brief Opens (and with FHMAP_OPEN_CREATE creates) a handle map.
@@ -183,7 +206,11 @@ typedef struct fhmap_open_options {
  * A map may be open once per process (an LMDB rule): share the ::fhmap
  * among threads; other processes may open it at the same time. Even a
  * read-only open needs to write the map's lock.mdb (LMDB's reader table),
- * except on a read-only filesystem.
+ * except on a read-only filesystem. A writable open also creates
+ * fhmap.lock in the map directory (locks between writers), commits the
+ * deferred updates a crashed process left (::FHMAP_SYNC_DEFERRED), and in
+ * lazy and deferred mode records that it writes (so that a later open
+ * learns of a system crash: fhmap_recovery_needed()).
  *
  * @param out Receives the map.
  * @param path Directory of the map (created with FHMAP_OPEN_CREATE).
@@ -207,16 +234,24 @@ FHMAP_EXTERN int fhmap_open(fhmap **out, const char *path, const fhmap_open_opti
  * @brief Closes a map and frees everything it owns. NULL-safe.
  *
  * No other thread may be inside a call on @p map, and no batch or iterator
- * of it may be open. In lazy sync mode, call fhmap_sync() first to make the
- * last updates durable.
+ * of it may be open. A writable map's last commit makes every update
+ * durable (in every mode), gives back the object numbers this process had
+ * reserved but not used, and records the clean close. If that commit fails
+ * (full disk), the map is closed all the same: the updates of a deferred
+ * map are then committed by its next writable open, and the next boot may
+ * ask for a recovery.
  * @param map The map, or NULL.
  */
 FHMAP_EXTERN void fhmap_close(fhmap *map);
 
 /**
- * @brief Flushes all committed updates to stable storage.
+ * @brief Makes every update made so far durable. In deferred mode this
+ * commits the pending updates (one commit for all threads that call it
+ * together); in lazy mode it flushes the last commits; in full mode every
+ * update is durable already.
  * @param map The map.
- * @return 0, -EINVAL (NULL map), -EIO, -ENOSPC.
+ * @return 0, -EINVAL (NULL map), -EBUSY (in deferred mode, this thread
+ *   has a batch open), -EIO, -ENOSPC. Thread-safe.
  */
 FHMAP_EXTERN int fhmap_sync(fhmap *map);
 
@@ -238,7 +273,9 @@ typedef struct fhmap_info {
 	uint32_t format_version;   /**< on-disk format version */
 	uint32_t gen_base;         /**< first generation handed out */
 	uint64_t created;          /**< creation time, seconds since the epoch */
-	uint64_t next_ino;         /**< next object number to be handed out */
+	uint64_t next_ino;         /**< every object number handed out so far
+	                                (and reserved by open writers) is below
+	                                it */
 	int read_only;             /**< opened with FHMAP_OPEN_RDONLY */
 	fhmap_sync_mode sync;      /**< durability mode of this handle */
 } fhmap_info;
@@ -250,6 +287,32 @@ typedef struct fhmap_info {
  * @return 0, -EINVAL, -EUCLEAN, -EIO.
  */
 FHMAP_EXTERN int fhmap_info_get(fhmap_info *out, fhmap *map);
+
+/**
+ * @brief Tells whether a system crash may have lost updates of this map.
+ *
+ * Set when a writable open finds that a process wrote the map in lazy or
+ * deferred mode and the system went down before it closed the map (the
+ * updates it made in its last moments, at most one flush interval of them
+ * in deferred mode, may be gone), and kept until fhmap_recovery_done().
+ * Every object number and generation those updates handed out stays
+ * reserved: a caller that keeps each object's identity elsewhere too (as
+ * fhmap-unionfs does in the upper layer's xattrs) re-creates the lost
+ * records with fhmap_object_restore(). Conservative: a lazy-mode process
+ * that crashed on its own also counts at the next boot.
+ * @param map The map.
+ * @return 1 (recovery needed), 0, or -EINVAL, -EUCLEAN, -EIO.
+ *   Thread-safe.
+ */
+FHMAP_EXTERN int fhmap_recovery_needed(fhmap *map);
+
+/**
+ * @brief Clears the flag fhmap_recovery_needed() reports, durably: call
+ * it once the map was re-filled after a crash.
+ * @param map The map.
+ * @return 0, -EINVAL, -EROFS, -ENOSPC, -EIO. Thread-safe.
+ */
+FHMAP_EXTERN int fhmap_recovery_done(fhmap *map);
 
 /** @} */
 
@@ -435,6 +498,65 @@ FHMAP_EXTERN int fhmap_bind(uint64_t *out, fhmap *map, const fhmap_realfh *origi
  */
 FHMAP_EXTERN int fhmap_create_upper(uint64_t *out, fhmap *map, const fhmap_realfh *upper,
                                     uint64_t parent, const char *name, uint32_t type);
+
+/**
+ * @brief As fhmap_bind(), and hands back the object's record.
+ *
+ * A handle bound already is found by a read (no write transaction, no lock
+ * a writer holds); a new object is created in a write shared with other
+ * threads' updates (group commit).
+ * @param out Receives the record (as fhmap_get() would read it).
+ * @param created Receives 1 if the call created the object, 0 if it was
+ *                bound already (may be NULL).
+ * @param map The map.
+ * @param origin Real handle on a lower layer.
+ * @param parent Parent directory object (0 for the root).
+ * @param name Name of the entry in @p parent ("" for the root).
+ * @param type File type (S_IF*).
+ * @return As fhmap_bind(); also -EUCLEAN when the origin index names an
+ *   object that does not carry @p origin (a damaged index never yields
+ *   another object). Thread-safe.
+ */
+FHMAP_EXTERN int fhmap_object_bind(fhmap_object *out, int *created, fhmap *map, const fhmap_realfh *origin,
+                                   uint64_t parent, const char *name, uint32_t type);
+
+/**
+ * @brief As fhmap_create_upper(), and hands back the object's record.
+ * @param out Receives the record.
+ * @param created Receives 1 if the call created the object (may be NULL).
+ * @param map The map.
+ * @param upper Real handle on the upper layer.
+ * @param parent Parent directory object.
+ * @param name Name of the entry in @p parent.
+ * @param type File type (S_IF*).
+ * @return As fhmap_create_upper(); also -EUCLEAN (damaged upper index).
+ *   Thread-safe.
+ */
+FHMAP_EXTERN int fhmap_object_create(fhmap_object *out, int *created, fhmap *map, const fhmap_realfh *upper,
+                                     uint64_t parent, const char *name, uint32_t type);
+
+/**
+ * @brief Re-creates the record of an object that a crash took from the
+ * map, with its own object number and generation (see
+ * fhmap_recovery_needed()).
+ *
+ * For a caller that keeps every object's identity elsewhere as well, for
+ * instance in an xattr of its upper file. The number and the generation
+ * must have been handed out by this map (below its counters, and not held
+ * by this process for later), and the number must be unknown to the map
+ * (not even a tombstone), so the record can only be the object that had
+ * them. Its handles must not be mapped to another object.
+ * @param map The map.
+ * @param obj The record: @c ino, @c gen, @c type, @c state
+ *            (::FHMAP_STATE_UPPER with @c upper, and @c origin if it was
+ *            copied up; or ::FHMAP_STATE_ORIGIN with @c origin only),
+ *            @c parent (a live directory) and @c name.
+ * @return 0, -EINVAL (bad record; number or generation never handed out),
+ *   -ENAMETOOLONG, -EEXIST (the number is known, or a handle is mapped to
+ *   another object), -ENOENT, -ENOTDIR, -ESTALE (parent), -ENXIO (layer),
+ *   -EROFS, -ENOSPC, -EAGAIN, -EIO. Thread-safe.
+ */
+FHMAP_EXTERN int fhmap_object_restore(fhmap *map, const fhmap_object *obj);
 
 /**
  * @brief Finds the object of an origin real handle.
@@ -652,6 +774,24 @@ FHMAP_EXTERN int fhmap_copyup_begin(fhmap *map, uint64_t ino, uint32_t upper_lay
  *   mapped to another object), -EROFS, -ENOSPC, -EAGAIN, -EIO.
  */
 FHMAP_EXTERN int fhmap_copyup_commit(fhmap *map, uint64_t ino, const fhmap_realfh *upper);
+
+/**
+ * @brief Records a copy-up in one step: the object, on its origin (or with
+ * a pending intent for the same layer), now lives at @p upper. For a copy
+ * made before the map is told (the file built aside and moved into place,
+ * its identity kept in the file itself): no crash can come between an
+ * intent and its commit. Adopting the handle the object has already
+ * succeeds again (a recovery run twice).
+ * @param out Receives the record afterwards (may be NULL).
+ * @param map The map.
+ * @param ino Object number.
+ * @param upper Real handle of the upper file.
+ * @return 0, -EINVAL, -ENOENT, -ESTALE (unlinked), -ENXIO (not the upper
+ *   layer, or not the layer of the pending intent), -EEXIST (the handle is
+ *   mapped to another object, or the object lives at another upper
+ *   handle), -EROFS, -ENOSPC, -EAGAIN, -EIO. Thread-safe.
+ */
+FHMAP_EXTERN int fhmap_copyup_adopt(fhmap_object *out, fhmap *map, uint64_t ino, const fhmap_realfh *upper);
 
 /**
  * @brief Drops a pending copy-up intent; the object lives on its origin.

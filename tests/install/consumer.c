@@ -16,5 +16,5 @@ int main(int argc, char **argv)
 	rc = fhmap_open(&map, argv[1], &o);
 	printf("libfhmap %s: open %s\n", fhmap_version(), fhmap_strerror(rc));
 	fhmap_close(map);
-	return rc == 0 && strcmp(fhmap_version(), "0.1.0") == 0 ? 0 : 1;
+	return rc == 0 && strcmp(fhmap_version(), "0.2.0") == 0 ? 0 : 1;
 }

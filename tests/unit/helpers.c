@@ -1,8 +1,12 @@
 #define _GNU_SOURCE
 #include "helpers.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <lmdb.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,14 +35,83 @@ void fx_make(const char *rel, const char *content)
 	ck_assert_int_eq(fclose(f), 0);
 }
 
-fhmap *fx_open(unsigned int flags)
+fhmap *fx_open_mode(unsigned int flags, fhmap_sync_mode sync, unsigned int interval_ms)
 {
 	fhmap_open_options o = FHMAP_OPEN_OPTIONS_INIT;
 	fhmap *m = NULL;
 
 	o.flags = flags;
+	o.sync = sync;
+	o.flush_interval_ms = interval_ms;
 	CK_OK(fhmap_open(&m, fx.db, &o));
 	return m;
+}
+
+fhmap *fx_open(unsigned int flags)
+{
+	return fx_open_mode(flags, FHMAP_SYNC_FULL, 0);
+}
+
+uint64_t fx_txnid(void)
+{
+	uint64_t id = 0;
+	int pfd[2], status;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		MDB_env *env;
+		MDB_envinfo info;
+
+		if (mdb_env_create(&env) || mdb_env_open(env, fx.db, MDB_RDONLY, 0600))
+			_exit(1);
+		mdb_env_info(env, &info);
+		id = info.me_last_txnid;
+		_exit(write(pfd[1], &id, sizeof(id)) == sizeof(id) ? 0 : 1);
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &id, sizeof(id)), (int)sizeof(id));
+	close(pfd[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return id;
+}
+
+void fx_wait_sleepers(int n)
+{
+	pid_t self = (pid_t)syscall(SYS_gettid);
+
+	for (int tries = 0; tries < 1000; tries++) {
+		struct dirent *de;
+		DIR *d = opendir("/proc/self/task");
+		int sleeping = 0;
+
+		ck_assert_ptr_nonnull(d);
+		while ((de = readdir(d)) != NULL) {
+			char p[300], st[256];
+			FILE *f;
+
+			if (de->d_name[0] == '.' || atoi(de->d_name) == self)
+				continue;
+			snprintf(p, sizeof(p), "/proc/self/task/%s/stat", de->d_name);
+			if (!(f = fopen(p, "r")))
+				continue;
+			/* pid (comm) state ...: the state follows the last ')'. */
+			if (fgets(st, sizeof(st), f) && strrchr(st, ')') && strrchr(st, ')')[2] == 'S')
+				sleeping++;
+			fclose(f);
+		}
+		closedir(d);
+		if (sleeping >= n) {
+			usleep(20000);
+			return;
+		}
+		usleep(10000);
+	}
+	ck_abort_msg("%d threads never blocked", n);
 }
 
 void fx_reopen(void)

@@ -27,6 +27,14 @@ void fx_setup(void);
 void fx_teardown(void);
 /* Opens the fixture's map again with @flags (FHMAP_OPEN_*). */
 fhmap *fx_open(unsigned int flags);
+/* As fx_open, in sync mode @sync (deferred: flushed every @interval_ms). */
+fhmap *fx_open_mode(unsigned int flags, fhmap_sync_mode sync, unsigned int interval_ms);
+/* LMDB's last transaction id of the fixture's map, read by a child process
+ * (an LMDB environment may be open once per process): commits counter. */
+uint64_t fx_txnid(void);
+/* Waits until @n threads of this process other than the caller sleep
+ * (blocked on a lock or condition), for at most 10 s. */
+void fx_wait_sleepers(int n);
 void fx_reopen(void);
 /* Creates @rel (relative to the fixture dir) with @content; dirs end in '/'. */
 void fx_make(const char *rel, const char *content);

@@ -61,6 +61,39 @@ START_TEST(begin_commit)
 }
 END_TEST
 
+START_TEST(adopt_in_one_step)
+{
+	fhmap_realfh up = fx_fake_fh(fx.upper_id, 61), up2 = fx_fake_fh(fx.upper_id, 62);
+	fhmap_realfh low = fx_fake_fh(fx.lower_id, 63);
+	fhmap_object obj, got;
+	uint64_t ino, c;
+	size_t n;
+
+	hardlinked_pair();
+	/* From the origin, with no intent. */
+	CK_OK(fhmap_copyup_adopt(&obj, fx.map, a, &up));
+	ck_assert_int_eq(obj.state, FHMAP_STATE_UPPER);
+	CK_OK(fhmap_get(&got, fx.map, a));
+	ck_assert_mem_eq(&obj, &got, sizeof(obj));
+	CK_OK(fhmap_lookup_upper(&ino, fx.map, &up));
+	ck_assert_uint_eq(ino, a);
+	/* Again with the same handle (a recovery run twice); not another. */
+	CK_OK(fhmap_copyup_adopt(NULL, fx.map, a, &up));
+	ck_assert_int_eq(fhmap_copyup_adopt(NULL, fx.map, a, &up2), -EEXIST);
+	/* From a pending intent, which it clears. */
+	CK_OK(fhmap_bind(&c, fx.map, &low, fx.root, "c", S_IFREG));
+	CK_OK(fhmap_copyup_begin(fx.map, c, fx.upper_id));
+	ck_assert_int_eq(fhmap_copyup_adopt(NULL, fx.map, c, &up), -EEXIST); /* a's handle */
+	ck_assert_int_eq(fhmap_copyup_adopt(NULL, fx.map, c, &low), -ENXIO);  /* not the upper layer */
+	CK_OK(fhmap_copyup_adopt(&obj, fx.map, c, &up2));
+	CK_OK(fhmap_copyup_pending(NULL, 0, &n, fx.map));
+	ck_assert_uint_eq(n, 0);
+	CK_OK(fhmap_unlink(fx.map, c));
+	ck_assert_int_eq(fhmap_copyup_adopt(NULL, fx.map, c, &up2), -ESTALE);
+	ck_assert_int_eq(fhmap_copyup_adopt(NULL, fx.map, 999999, &up2), -ENOENT);
+}
+END_TEST
+
 START_TEST(commit_validates)
 {
 	fhmap_realfh up = fx_fake_fh(fx.upper_id, 1), wrong;
@@ -171,6 +204,7 @@ int main(void)
 
 	tcase_add_test(tc, begin_commit);
 	tcase_add_test(tc, commit_validates);
+	tcase_add_test(tc, adopt_in_one_step);
 	tcase_add_test(tc, abort_returns_to_origin);
 	tcase_add_test(tc, crash_leftover_reported_and_resolved);
 	return fx_run(s);

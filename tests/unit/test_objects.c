@@ -334,6 +334,132 @@ static size_t damage_record(uint64_t ino, uint64_t new_ino, size_t at, unsigned 
 
 /* Every damaged byte of an object record, and a record under the wrong
  * object number, is refused (-EUCLEAN) instead of answered. */
+/* Points the origin index entry of @from's handle at object @to, with
+ * LMDB directly: an entry that names an object without that handle. */
+static void misdirect_origin(const fhmap_realfh *from, uint64_t to)
+{
+	unsigned char key[1 + 6 + FHMAP_REALFH_MAX], val[8];
+	MDB_val k = { 7 + from->len, key }, v = { 8, val };
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+
+	key[0] = 'R'; /* the origin index's table byte, then u16 layer, u32 type (big-endian), bytes */
+	key[1] = (unsigned char)(from->layer >> 8);
+	key[2] = (unsigned char)from->layer;
+	for (int i = 0; i < 4; i++)
+		key[3 + i] = (unsigned char)((uint32_t)from->type >> (24 - 8 * i));
+	memcpy(key + 7, from->data, from->len);
+	for (int i = 0; i < 8; i++)
+		val[i] = (unsigned char)(to >> (8 * i));
+	fhmap_close(fx.map);
+	fx.map = NULL;
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	ck_assert_int_eq(mdb_env_open(env, fx.db, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	ck_assert_int_eq(mdb_get(txn, dbi, &k, &(MDB_val){ 0, NULL }), 0); /* the entry exists */
+	ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	fx.map = fx_open(0);
+}
+
+START_TEST(bind_hands_back_the_record)
+{
+	fhmap_realfh fh = fx_fake_fh(fx.lower_id, 11), up = fx_fake_fh(fx.upper_id, 12);
+	fhmap_object o, again, got;
+	int created = -1;
+
+	CK_OK(fhmap_object_bind(&o, &created, fx.map, &fh, fx.root, "eleven", S_IFREG));
+	ck_assert_int_eq(created, 1);
+	CK_OK(fhmap_get(&got, fx.map, o.ino));
+	ck_assert_mem_eq(&o, &got, sizeof(o));
+	CK_OK(fhmap_object_bind(&again, &created, fx.map, &fh, fx.root, "other-name", S_IFREG));
+	ck_assert_int_eq(created, 0);
+	ck_assert_mem_eq(&again, &got, sizeof(o));
+	ck_assert_int_eq(fhmap_object_bind(&again, NULL, fx.map, &fh, fx.root, "eleven", S_IFDIR), -EINVAL);
+	ck_assert_int_eq(fhmap_object_bind(NULL, NULL, fx.map, &fh, fx.root, "eleven", S_IFREG), -EINVAL);
+	CK_OK(fhmap_object_create(&o, &created, fx.map, &up, fx.root, "twelve", S_IFDIR));
+	ck_assert_int_eq(created, 1);
+	ck_assert_int_eq(o.state, FHMAP_STATE_UPPER);
+	CK_OK(fhmap_get(&got, fx.map, o.ino));
+	ck_assert_mem_eq(&o, &got, sizeof(o));
+	ck_assert_int_eq(fhmap_object_create(&o, NULL, fx.map, &fh, fx.root, "x", S_IFREG), -ENXIO);
+}
+END_TEST
+
+/* An index entry naming an object that does not carry its handle never
+ * answers a lookup or a bind with that object. */
+START_TEST(misdirected_index_entry_refused)
+{
+	fhmap_realfh a = fx_fake_fh(fx.lower_id, 21), b = fx_fake_fh(fx.lower_id, 22);
+	fhmap_index_entry e;
+	fhmap_object o;
+	uint64_t ia, ib, got;
+	int rc, seen = 0;
+
+	CK_OK(fhmap_bind(&ia, fx.map, &a, fx.root, "a", S_IFREG));
+	CK_OK(fhmap_bind(&ib, fx.map, &b, fx.root, "b", S_IFREG));
+	misdirect_origin(&a, ib);
+	ck_assert_int_eq(fhmap_lookup_origin(&got, fx.map, &a), -EUCLEAN);
+	ck_assert_int_eq(fhmap_bind(&got, fx.map, &a, fx.root, "a", S_IFREG), -EUCLEAN);
+	ck_assert_int_eq(fhmap_object_bind(&o, NULL, fx.map, &a, fx.root, "a", S_IFREG), -EUCLEAN);
+	CK_OK(fhmap_lookup_origin(&got, fx.map, &b));
+	ck_assert_uint_eq(got, ib);
+	/* Repair sees the raw entry and may drop it; the record then
+	 * indexes again. */
+	for (rc = fhmap_index_next(&e, fx.map, FHMAP_INDEX_ORIGIN, NULL); rc == 0;
+	     rc = fhmap_index_next(&e, fx.map, FHMAP_INDEX_ORIGIN, &e.fh))
+		seen += e.fh.len == a.len && !memcmp(e.fh.data, a.data, a.len) && e.ino == ib;
+	ck_assert_int_eq(seen, 1);
+	CK_OK(fhmap_index_remove(fx.map, FHMAP_INDEX_ORIGIN, &a));
+	CK_OK(fhmap_get(&o, fx.map, ia));
+	CK_OK(fhmap_object_update(fx.map, &o));
+	CK_OK(fhmap_lookup_origin(&got, fx.map, &a));
+	ck_assert_uint_eq(got, ia);
+}
+END_TEST
+
+START_TEST(restore_takes_only_lost_identities)
+{
+	fhmap_realfh up = fx_fake_fh(fx.upper_id, 31), other = fx_fake_fh(fx.upper_id, 32);
+	fhmap_realfh bound = fx_fake_fh(fx.lower_id, 33);
+	fhmap_object o, kept;
+	fhmap_info info;
+	uint64_t file;
+
+	CK_OK(fhmap_object_create(&kept, NULL, fx.map, &up, fx.root, "kept", S_IFREG));
+	fx_reopen(); /* the unused rest of the range goes back */
+	CK_OK(fhmap_info_get(&info, fx.map));
+	memset(&o, 0, sizeof(o));
+	o.ino = kept.ino;
+	o.gen = kept.gen;
+	o.type = S_IFREG;
+	o.state = FHMAP_STATE_UPPER;
+	o.has_upper = 1;
+	o.upper = other;
+	o.parent = fx.root;
+	strcpy(o.name, "again");
+	ck_assert_int_eq(fhmap_object_restore(fx.map, &o), -EEXIST); /* the number is known */
+	o.ino = info.next_ino;
+	ck_assert_int_eq(fhmap_object_restore(fx.map, &o), -EINVAL); /* never handed out */
+	/* A number this process reserved and still holds for later. */
+	CK_OK(fhmap_bind(&file, fx.map, &bound, fx.root, "bound", S_IFREG));
+	o.ino = file + 1;
+	ck_assert_int_eq(fhmap_object_restore(fx.map, &o), -EINVAL);
+	/* Bad records. */
+	o.ino = FHMAP_ROOT_INO;
+	ck_assert_int_eq(fhmap_object_restore(fx.map, &o), -EINVAL);
+	o.ino = kept.ino;
+	o.state = FHMAP_STATE_COPYUP;
+	ck_assert_int_eq(fhmap_object_restore(fx.map, &o), -EINVAL);
+	o.state = FHMAP_STATE_UPPER;
+	o.has_upper = 0;
+	ck_assert_int_eq(fhmap_object_restore(fx.map, &o), -EINVAL);
+}
+END_TEST
+
 START_TEST(damaged_records_refused)
 {
 	unsigned char fh[FHMAP_FH_MAX];
@@ -425,6 +551,9 @@ int main(void)
 	tcase_add_test(tc, update_and_index_repair);
 	tcase_add_test(tc, damaged_index_entries_walkable);
 	tcase_add_test(tc, damaged_records_refused);
+	tcase_add_test(tc, bind_hands_back_the_record);
+	tcase_add_test(tc, misdirected_index_entry_refused);
+	tcase_add_test(tc, restore_takes_only_lost_identities);
 	tcase_add_test(tc, iterate_and_count);
 	return fx_run(s);
 }

@@ -427,7 +427,7 @@ START_TEST(strerror_covers_codes)
 		ck_assert_str_ne(fhmap_strerror(codes[i]), "unknown error");
 	ck_assert_str_eq(fhmap_strerror(0), "success");
 	ck_assert_str_eq(fhmap_strerror(12345), "unknown error");
-	ck_assert_str_eq(fhmap_version(), "0.1.0");
+	ck_assert_str_eq(fhmap_version(), "0.2.0");
 }
 END_TEST
 
