@@ -35,8 +35,8 @@ baseline=$top/lib/abi/$soname.abi
 if [ "$mode" = update ]; then
   abidw --drop-private-types --headers-dir "$headers" --no-corpus-path --out-file "$baseline" "$lib"
   version=$(dpkg-parsechangelog -l "$top/debian/changelog" -S Version)
-  dpkg-gensymbols -plibfhmap0 -v"$version" -e"$lib" -I"$top/debian/libfhmap0.symbols" \
-    -O"$top/debian/libfhmap0.symbols" -c0 >/dev/null
+  out=$(dpkg-gensymbols -plibfhmap0 -v"$version" -e"$lib" -I"$top/debian/libfhmap0.symbols" \
+    -O"$top/debian/libfhmap0.symbols" -c0 2>&1) || { echo "$out" >&2; exit 1; }
   echo "abi: recorded $soname in ${baseline#$top/} and debian/libfhmap0.symbols (new symbols: version $version)"
   exit 0
 fi

@@ -53,7 +53,8 @@ static int ufs_opt_proc(void *data, const char *arg, int key, struct fuse_args *
 	if (key != FUSE_OPT_KEY_NONOPT)
 		return 1;
 	if (o->nargs == 2) {
-		fprintf(stderr, "fhmap-unionfs: unexpected argument '%s' (expected [SOURCE] MOUNTPOINT)\n", arg);
+		fprintf(stderr, "fhmap-unionfs: unexpected argument '%s' (expected [SOURCE] MOUNTPOINT)\n",
+		        arg);
 		return -1;
 	}
 	o->args[o->nargs] = strdup(arg);
@@ -62,7 +63,8 @@ static int ufs_opt_proc(void *data, const char *arg, int key, struct fuse_args *
 
 static void usage(const char *prog)
 {
-	printf("usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...],upperdir=U,db=PATH[,workdir=W] [options]\n\n"
+	printf("usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...],upperdir=U,db=PATH[,workdir=W] "
+	       "[options]\n\n"
 	       "A union filesystem whose NFS file handles survive copy-up, rename,\n"
 	       "hardlinks and restarts (libfhmap %s).\n\n"
 	       "    -o lowerdir=L1:L2   read-only layers, topmost first\n"
@@ -365,7 +367,8 @@ static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *cmd)
 				ufs_service_log_to_syslog(); /* says itself when it fails */
 			int nr = ufs_service_notify_ready(cmd->mountpoint);
 			if (nr < 0)
-				fprintf(stderr, "fhmap-unionfs: cannot notify readiness: %s\n", strerror(-nr));
+				fprintf(stderr, "fhmap-unionfs: cannot notify readiness: %s\n",
+				        strerror(-nr));
 			/* one thread: copy-ups and namespace changes never race */
 			int ret = fuse_session_loop(se);
 			ufs_service_notify_stopping(cmd->mountpoint);
@@ -391,7 +394,8 @@ int main(int argc, char **argv)
 	memset(&cmd, 0, sizeof(cmd));
 	memset(&st, 0, sizeof(st));
 	if (fuse_opt_parse(&args, &o, ufs_opt_spec, ufs_opt_proc) < 0 ||
-	    (o.nargs && fuse_opt_add_arg(&args, o.args[o.nargs - 1]) < 0) || fuse_parse_cmdline(&args, &cmd) < 0)
+	    (o.nargs && fuse_opt_add_arg(&args, o.args[o.nargs - 1]) < 0) ||
+	    fuse_parse_cmdline(&args, &cmd) < 0)
 		goto out;
 	if (cmd.show_help) {
 		usage(argv[0]);
@@ -408,7 +412,9 @@ int main(int argc, char **argv)
 	if (!cmd.mountpoint || !o.lowerdir || !o.upperdir || !o.db) {
 		fprintf(stderr, "fhmap-unionfs: missing %s\n", !cmd.mountpoint ? "MOUNTPOINT" :
 		        !o.lowerdir ? "-o lowerdir=" : !o.upperdir ? "-o upperdir=" : "-o db=");
-		fprintf(stderr, "usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...],upperdir=U,db=PATH [-f]\n", argv[0]);
+		fprintf(stderr,
+		        "usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...],upperdir=U,db=PATH [-f]\n",
+		        argv[0]);
 		goto out;
 	}
 	r = 1;

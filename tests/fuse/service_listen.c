@@ -44,7 +44,8 @@ static void probe(FILE *out, const char *mnt)
 		return;
 	}
 	if (sfs.f_type != FUSE_SUPER_MAGIC) {
-		fprintf(out, "probe: FAIL %s is not a FUSE mount (f_type 0x%lx)\n", mnt, (unsigned long)sfs.f_type);
+		fprintf(out, "probe: FAIL %s is not a FUSE mount (f_type 0x%lx)\n", mnt,
+		        (unsigned long)sfs.f_type);
 		return;
 	}
 	d = opendir(mnt);
