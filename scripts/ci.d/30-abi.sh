@@ -9,12 +9,12 @@ build=${FHMAP_BUILD_DIR:?}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-objs=("$build"/lib/CMakeFiles/fhmap_objs.dir/*.o)
-[ -e "${objs[0]}" ] || { echo "abi: no library objects in $build/lib"; exit 1; }
+# libfhmap.a holds the same position-independent objects as the .so
+[ -f "$build/lib/libfhmap.a" ] || { echo "abi: no $build/lib/libfhmap.a"; exit 1; }
 mkdir -p "$work/lib"
 printf 'FHMAP_0 {\n  global: fhmap_*;\n  local: fhmap_version; *;\n};\n' >"$work/fewer.map"
 cc -shared -g -o "$work/lib/libfhmap.so.0" -Wl,-soname,libfhmap.so.0 -Wl,--version-script="$work/fewer.map" \
-  "${objs[@]}" $(pkg-config --libs lmdb uuid) -pthread
+  -Wl,--whole-archive "$build/lib/libfhmap.a" -Wl,--no-whole-archive $(pkg-config --libs lmdb uuid) -pthread
 ln -s libfhmap.so.0 "$work/lib/libfhmap.so"
 if "$top/scripts/abi.sh" check "$work" >"$work/self.log"; then
   echo "abi: FAIL: the guard accepted a library without fhmap_version:"; cat "$work/self.log"; exit 1
