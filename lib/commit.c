@@ -103,7 +103,7 @@ static int group_submit(fhmap *m, fhmap__wreq *r)
 			/* Woken when a leader or batch is done; r may have
 			 * been the leader's. */
 			pthread_cond_wait(&m->wq_cond, &m->wq_lock);
-			done = r->final;
+			done = r->done;
 			continue;
 		}
 		g = m->wq_head;
@@ -114,14 +114,14 @@ static int group_submit(fhmap *m, fhmap__wreq *r)
 		m->be->group(m, g);
 		pthread_mutex_lock(&m->wq_lock);
 		/* A waiter may return (and its request go away) as soon as
-		 * final is set: read next first. */
+		 * done is set: read next first. */
 		for (fhmap__wreq *next; g; g = next) {
 			next = g->next;
-			g->final = 1;
+			g->done = 1;
 		}
 		m->wq_busy = 0;
 		pthread_cond_broadcast(&m->wq_cond);
-		done = r->final;
+		done = r->done;
 	}
 	pthread_mutex_unlock(&m->wq_lock);
 	return r->rc;
@@ -134,7 +134,7 @@ static int group_submit(fhmap *m, fhmap__wreq *r)
  * started writing leaves the transaction half-done: roll the batch back. */
 static int batch_run(fhmap *m, fhmap__write_fn fn, void *arg)
 {
-	fhmap__wreq r = { fn, arg, 0, 0, NULL }, *bad = NULL;
+	fhmap__wreq r = { fn, arg, 0, 0, 0, NULL }, *bad = NULL;
 	int rc;
 
 	if (tl_batch.dead)
@@ -152,7 +152,7 @@ static int batch_run(fhmap *m, fhmap__write_fn fn, void *arg)
 
 int fhmap__write(fhmap *m, fhmap__write_fn fn, void *arg)
 {
-	fhmap__wreq r = { fn, arg, 0, 0, NULL };
+	fhmap__wreq r = { fn, arg, 0, 0, 0, NULL };
 
 	if (m->read_only)
 		return -EROFS;
@@ -163,7 +163,7 @@ int fhmap__write(fhmap *m, fhmap__write_fn fn, void *arg)
 
 int fhmap__write_sync(fhmap *m)
 {
-	fhmap__wreq r = { NULL, NULL, 0, 0, NULL };
+	fhmap__wreq r = { NULL, NULL, 0, 0, 0, NULL };
 
 	if (m->read_only)
 		return 0;

@@ -140,6 +140,7 @@ typedef struct fhmap__wreq {
 	void *arg;
 	int rc;
 	int final;                /* rc stands even if the group is run again */
+	int done;                 /* protected by wq_lock: written, the caller may go */
 	struct fhmap__wreq *next;
 } fhmap__wreq;
 

@@ -186,8 +186,10 @@ static int bind_common(struct bind_args *a, fhmap *m)
 
 	if (!m || fhmap__realfh_check(a->fh) || fhmap__type_check(a->type) || !a->name)
 		return -EINVAL;
-	if (a->parent == 0 ? (a->name[0] || a->type != S_IFDIR) : (rc = fhmap__name_check(a->name)) != 0)
-		return a->parent == 0 ? -EINVAL : rc;
+	if (a->parent == 0 && (a->name[0] || a->type != S_IFDIR))
+		return -EINVAL; /* the root */
+	if (a->parent != 0 && (rc = fhmap__name_check(a->name)) != 0)
+		return rc;
 	if ((rc = fhmap__read_begin(m, &r)) != 0)
 		return rc;
 	rc = bind_found(a, &r.t, m);

@@ -1151,9 +1151,14 @@ static void ufs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 {
 	fhmap_object obj;
 	char proc[64], *buf = NULL;
-	int fd, r = ufs_xattr_private(name) ? -ENODATA : ufs_obj_get(&obj, ino);
+	int fd, r;
 	ssize_t n = 0;
 
+	if (!strcmp(name, UFS_XATTR_MAP_UUID)) {
+		ufs_reply_map_uuid(req, size);
+		return;
+	}
+	r = ufs_xattr_private(name) ? -ENODATA : ufs_obj_get(&obj, ino);
 	if (r == 0)
 		r = ufs_open_live(&fd, &obj, O_PATH);
 	if (r == 0) {

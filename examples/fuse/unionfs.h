@@ -8,6 +8,7 @@
  *   copyup.c  crash-safe copy-up and its recovery at mount
  *   ops.c     the FUSE low-level operations
  *   main.c    options, layer registration, mount and signal handling
+ *   identity.c the map's UUID as a virtual xattr (stable NFS fsid)
  */
 #ifndef FHMAP_UNIONFS_H
 #define FHMAP_UNIONFS_H
@@ -25,6 +26,8 @@
 #define UFS_XATTR_REDIRECT "trusted.overlay.redirect"
 /* Lower names still visible for an object copied up into the index. */
 #define UFS_XATTR_LOWERLINKS "trusted.fhmap.lowerlinks"
+/* Read-only virtual xattr of every object: the map's UUID (identity.c). */
+#define UFS_XATTR_MAP_UUID "trusted.fhmap.uuid"
 /* Default work directory, created inside the upper root and hidden. */
 #define UFS_WORK_NAME ".fhmap-work"
 #define UFS_INDEX_NAME "index"
@@ -125,6 +128,9 @@ int ufs_xattr_private(const char *name);
 
 /* FUSE operations (ops.c). */
 struct fuse_lowlevel_ops;
+struct fuse_req;
 extern const struct fuse_lowlevel_ops ufs_ops;
+/* Answers a getxattr of UFS_XATTR_MAP_UUID (identity.c). */
+void ufs_reply_map_uuid(struct fuse_req *req, size_t size);
 
 #endif

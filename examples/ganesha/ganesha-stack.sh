@@ -3,10 +3,12 @@
 # fhmap-unionfs mount, or a plain directory, with rpcbind for NFSv3.
 #
 #   ganesha-stack.sh up STATE_DIR --export DIR [--pseudo /fuse] [--nfs-port N]
-#                    [--mnt-port N] [--unionfs BIN --lower L1:L2 --upper U --db DB]
+#                    [--mnt-port N] [--extra-export PSEUDO=DIR]...
+#                    [--unionfs BIN --lower L1:L2 --upper U --db DB --fsid-lib SO]
 #   ganesha-stack.sh down|restart|status STATE_DIR
 #   ganesha-stack.sh start-fuse|stop-fuse|start-ganesha|stop-ganesha|
 #                    start-rpcbind|stop-rpcbind|drop-caches STATE_DIR
+#   ganesha-stack.sh free-ports COUNT FROM   (COUNT free TCP ports >= FROM)
 #
 # With --unionfs, DIR is the mountpoint of the union. Order is fixed: the FUSE
 # daemon starts before Ganesha and stops after it (Ganesha holds file
@@ -14,13 +16,12 @@
 # Ganesha, stop the daemon, drop caches, start the daemon, start Ganesha.
 # Every process is stopped by the PID this script recorded; logs, pid files,
 # the generated ganesha.conf and Ganesha's recovery data live in STATE_DIR.
+# --extra-export adds more directories (export ids 78, 79, ...) as they are.
 #
-# FSAL_VFS puts the FUSE mount's anonymous device number in every handle.
-# start-fuse records it on the first mount and gets the same number back on
-# later mounts (by pinning the free numbers below it with tmpfs mounts under
-# STATE/pins for a moment); when another mount holds it, it retries and then
-# refuses (exit 3), because every NFS handle the clients hold would be stale.
-# FHMAP_ALLOW_NEW_DEV=1 accepts a new number instead.
+# FSAL_VFS puts a filesystem id in every handle. For the union it comes from
+# the map's UUID: ganesha.nfsd runs with the --fsid-lib library
+# (libfhmap-fsid.so) preloaded, which answers statfs() on the mount with it,
+# so handles do not depend on the mount's device number (see README.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +31,7 @@ die() { echo "ganesha-stack: $*" >&2; exit 1; }
 say() { echo "ganesha-stack: $*" >&2; }
 
 usage() {
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -94,38 +95,9 @@ is_fuse_mount() {
 # Device number of a mount as major:minor.
 dev_of() { stat -c '%Hd:%Ld' "$1"; }
 
-# Anonymous device numbers (major 0: FUSE, tmpfs, ...) are handed out lowest
-# free first. To get minor WANT back, occupy every free number below it with
-# a tiny tmpfs under STATE/pins: then the next mount gets WANT if it is free.
-# Returns 1 when another mount holds WANT itself.
-pin_below() {
-	local want=$1 i m got
-	mkdir -p "$state/pins"
-	for ((i = 0; i < 256; i++)); do
-		m=$state/pins/$i
-		mkdir -p "$m"
-		mount -t tmpfs -o size=4k,mode=0700 fhmap-pin "$m" || return 1
-		got=$(stat -c %Ld "$m")
-		if [ "$got" -ge "$want" ]; then
-			umount "$m"
-			rmdir "$m"
-			[ "$got" = "$want" ]
-			return
-		fi
-	done
-	return 1
-}
-
-unpin() {
-	local m
-	[ -d "$state/pins" ] || return 0
-	for m in "$state"/pins/*; do
-		[ -d "$m" ] || continue
-		if mountpoint -q "$m"; then umount "$m" || umount -l "$m"; fi
-		rmdir "$m"
-	done
-	rmdir "$state/pins"
-}
+# The filesystem id the preload library gives the mount (hex, as
+# `stat -f -c %i` prints it); 0 when the mount does not report a map UUID.
+map_fsid() { LD_PRELOAD=$FSID_LIB stat -f -c %i "$EXPORT"; }
 
 mount_fuse() {
 	local pid i
@@ -138,7 +110,6 @@ mount_fuse() {
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	unpin
 	stop_fuse
 	tail -n 20 "$state/fuse.log" >&2 || true
 	die "fhmap-unionfs did not mount $EXPORT"
@@ -146,46 +117,17 @@ mount_fuse() {
 
 start_fuse() {
 	[ -n "$UNIONFS" ] || return 0
-	local dev want attempt
+	local fsid
 	[ -x "$UNIONFS" ] || die "fhmap-unionfs not found at $UNIONFS"
+	[ -f "$FSID_LIB" ] || die "preload library not found at $FSID_LIB (--fsid-lib)"
 	is_fuse_mount "$EXPORT" && die "$EXPORT is already a FUSE mount"
-	if [ ! -f "$state/fuse.dev" ]; then
-		mount_fuse
-		dev_of "$EXPORT" >"$state/fuse.dev"
-		say "fhmap-unionfs pid $(cat "$state/fuse.pid") mounted $EXPORT on device $(cat "$state/fuse.dev")"
-		return 0
-	fi
-	want=$(cat "$state/fuse.dev")
-	for ((attempt = 1; attempt <= 10; attempt++)); do
-		# FUSE mounts get major 0; pin only then.
-		if [ "${want%%:*}" = 0 ] && ! pin_below "${want#*:}"; then
-			unpin
-			if [ "${FHMAP_ALLOW_NEW_DEV:-0}" != 1 ]; then
-				say "attempt $attempt: device $want is held by another mount; waiting"
-				sleep 1
-				continue
-			fi
-		fi
-		mount_fuse
-		unpin
-		dev=$(dev_of "$EXPORT")
-		if [ "$dev" = "$want" ]; then
-			say "fhmap-unionfs pid $(cat "$state/fuse.pid") remounted $EXPORT on the same device $dev"
-			return 0
-		fi
-		if [ "${FHMAP_ALLOW_NEW_DEV:-0}" = 1 ]; then
-			echo "$dev" >"$state/fuse.dev"
-			say "device changed from $want to $dev: NFS handles taken before are stale"
-			return 0
-		fi
-		say "attempt $attempt: mount got device $dev, not $want (a concurrent mount); retrying"
+	mount_fuse
+	fsid=$(map_fsid) || fsid=0
+	if [ "$(printf '%s' "$fsid" | tr -d 0)" = "" ]; then
 		stop_fuse
-		sleep 0.5
-	done
-	say "could not get device $want back for the FUSE mount: another mount holds it."
-	say "FSAL_VFS handles carry the device number, so every NFS handle of this export"
-	say "would be stale (see README.md); FHMAP_ALLOW_NEW_DEV=1 accepts that"
-	exit 3
+		die "$UNIONFS does not report its map's UUID (xattr trusted.fhmap.uuid): NFS handles would carry the device number"
+	fi
+	say "fhmap-unionfs pid $(cat "$state/fuse.pid") mounted $EXPORT (device $(dev_of "$EXPORT"), filesystem id $fsid from the map)"
 }
 
 stop_fuse() {
@@ -240,7 +182,7 @@ start_ganesha() {
 	[ -d /var/run/ganesha ] || echo /var/run/ganesha >"$state/ganesha.rundir"
 	touch "$state/ganesha.log"
 	lines=$(wc -l <"$state/ganesha.log")
-	ganesha.nfsd -F -f "$state/ganesha.conf" -L "$state/ganesha.log" -p "$state/ganesha.pid.nfsd" \
+	LD_PRELOAD=$FSID_LIB ganesha.nfsd -F -f "$state/ganesha.conf" -L "$state/ganesha.log" -p "$state/ganesha.pid.nfsd" \
 		-N NIV_EVENT </dev/null >>"$state/ganesha.out" 2>&1 &
 	pid=$!
 	echo "$pid" >"$state/ganesha.pid"
@@ -271,8 +213,16 @@ drop_caches() {
 	echo 3 >/proc/sys/vm/drop_caches
 }
 
+# fill_conf TEMPLATE EXPORT_PATH PSEUDO EXPORT_ID: the template with the
+# @NAME@ fields of this stack filled in.
+fill_conf() {
+	sed -e "s|@STATE_DIR@|$state|g" -e "s|@EXPORT_PATH@|$2|g" -e "s|@PSEUDO@|$3|g" \
+		-e "s|@NFS_PORT@|$nfs_port|g" -e "s|@MNT_PORT@|$mnt_port|g" -e "s|@EXPORT_ID@|$4|g" "$1"
+}
+
 cmd_up() {
-	local export="" pseudo=/fuse nfs_port=2049 mnt_port=20048 unionfs="" lower="" upper="" db=""
+	local export="" pseudo=/fuse nfs_port=2049 mnt_port=20048 unionfs="" lower="" upper="" db="" fsid_lib=""
+	local extra=() e id
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--export) export=$2; shift 2 ;;
@@ -283,15 +233,18 @@ cmd_up() {
 		--lower) lower=$2; shift 2 ;;
 		--upper) upper=$2; shift 2 ;;
 		--db) db=$2; shift 2 ;;
+		--fsid-lib) fsid_lib=$2; shift 2 ;;
+		--extra-export) extra+=("$2"); shift 2 ;;
 		*) usage ;;
 		esac
 	done
 	[ -n "$export" ] || die "--export DIR is required"
 	[ -d "$export" ] || die "$export is not a directory"
 	case $pseudo in /?*) ;; *) die "--pseudo must be an absolute path other than /" ;; esac
-	if [ -n "$unionfs" ] && { [ -z "$lower" ] || [ -z "$upper" ] || [ -z "$db" ]; }; then
-		die "--unionfs needs --lower, --upper and --db"
+	if [ -n "$unionfs" ] && { [ -z "$lower" ] || [ -z "$upper" ] || [ -z "$db" ] || [ -z "$fsid_lib" ]; }; then
+		die "--unionfs needs --lower, --upper, --db and --fsid-lib"
 	fi
+	[ -z "$fsid_lib" ] || fsid_lib=$(cd "$(dirname "$fsid_lib")" && pwd)/$(basename "$fsid_lib")
 	command -v ganesha.nfsd >/dev/null || die "ganesha.nfsd not installed (nfs-ganesha, nfs-ganesha-vfs)"
 	command -v rpcbind >/dev/null || die "rpcbind not installed"
 	mkdir -p "$state/recovery"
@@ -299,11 +252,17 @@ cmd_up() {
 	export=$(cd "$export" && pwd)
 	{
 		printf 'EXPORT=%q\nPSEUDO=%q\nNFS_PORT=%q\nMNT_PORT=%q\n' "$export" "$pseudo" "$nfs_port" "$mnt_port"
-		printf 'UNIONFS=%q\nLOWER=%q\nUPPER=%q\nDB=%q\n' "$unionfs" "$lower" "$upper" "$db"
+		printf 'UNIONFS=%q\nLOWER=%q\nUPPER=%q\nDB=%q\nFSID_LIB=%q\n' "$unionfs" "$lower" "$upper" "$db" "$fsid_lib"
 	} >"$state/stack.env"
-	sed -e "s|@STATE_DIR@|$state|g" -e "s|@EXPORT_PATH@|$export|g" -e "s|@PSEUDO@|$pseudo|g" \
-		-e "s|@NFS_PORT@|$nfs_port|g" -e "s|@MNT_PORT@|$mnt_port|g" -e "s|@EXPORT_ID@|77|g" \
-		"$here/ganesha.conf.in" >"$state/ganesha.conf"
+	fill_conf "$here/ganesha.conf.in" "$export" "$pseudo" 77 >"$state/ganesha.conf"
+	id=78
+	for e in "${extra[@]}"; do
+		case $e in /?*=/*) ;; *) die "--extra-export takes PSEUDO=DIR with absolute paths: $e" ;; esac
+		[ -d "${e#*=}" ] || die "${e#*=} is not a directory"
+		sed -n '/^EXPORT {/,/^}/p' "$here/ganesha.conf.in" |
+			fill_conf - "$(cd "${e#*=}" && pwd)" "${e%%=*}" "$id" >>"$state/ganesha.conf"
+		id=$((id + 1))
+	done
 	load_env "$state"
 	trap up_failed EXIT
 	start_fuse
@@ -321,7 +280,6 @@ up_failed() {
 cmd_down() {
 	stop_ganesha
 	stop_fuse
-	unpin
 	stop_rpcbind
 }
 
@@ -342,11 +300,33 @@ cmd_status() {
 			echo "$f: stopped"
 		fi
 	done
-	[ -f "$state/fuse.dev" ] && echo "fuse device: $(cat "$state/fuse.dev")"
+	if [ -n "$UNIONFS" ] && is_fuse_mount "$EXPORT"; then
+		echo "fuse device: $(dev_of "$EXPORT"), filesystem id $(map_fsid)"
+	fi
 	return 0
 }
 
+# free_ports COUNT FROM: COUNT TCP ports from FROM up that nothing listens
+# on, for a stack of one's own next to others.
+free_ports() {
+	local n=$1 p=$2 taken
+	taken=$(ss -Hltn | awk '{ sub(/.*:/, "", $4); print $4 }')
+	while [ "$n" -gt 0 ] && [ "$p" -lt 65536 ]; do
+		if ! grep -qx "$p" <<<"$taken"; then
+			echo "$p"
+			n=$((n - 1))
+		fi
+		p=$((p + 1))
+	done
+	[ "$n" = 0 ]
+}
+
 [ $# -ge 2 ] || usage
+if [ "$1" = free-ports ]; then
+	[ $# = 3 ] || usage
+	free_ports "$2" "$3"
+	exit
+fi
 cmd=$1
 state=$2
 shift 2

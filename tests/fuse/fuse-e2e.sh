@@ -33,7 +33,7 @@ cleanup() {
 		kill "$PID"
 		wait "$PID" 2>/dev/null
 	fi
-	rm -rf "$T"
+	[ -n "${FHMAP_KEEP_T:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 

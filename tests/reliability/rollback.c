@@ -261,6 +261,24 @@ static void rb_check_fresh(fhmap *map, struct rb_state *s, uint32_t lower_id, ui
 	free(sorted);
 }
 
+/* LD_PRELOAD for the writer: the shim, after the sanitizer runtime this
+ * process runs with, if any (ASan must come first in the list). */
+static void rb_preload(char *out, size_t size, const char *shim)
+{
+	char line[4096], *lib;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	snprintf(out, size, "%s", shim);
+	while (f && fgets(line, sizeof(line), f))
+		if ((lib = strchr(line, '/')) && strstr(lib, "/libasan.so")) {
+			lib[strcspn(lib, "\n")] = '\0';
+			snprintf(out, size, "%s:%s", lib, shim);
+			break;
+		}
+	if (f)
+		fclose(f);
+}
+
 static void rb_run_mode(fhmap_sync_mode sync, const char *shim, long rounds, uint64_t *rng)
 {
 	static const char *names[] = { "full", "lazy", "deferred" };
@@ -291,14 +309,15 @@ static void rb_run_mode(fhmap_sync_mode sync, const char *shim, long rounds, uin
 		pid = fork();
 		REL_ASSERT(pid >= 0, "fork");
 		if (pid == 0) {
-			char mode[8], lid[16], rnd[24];
+			char mode[8], lid[16], rnd[24], preload[8192];
 
 			dup2(pfd[1], 1);
 			close(pfd[0]);
 			snprintf(mode, sizeof(mode), "%d", (int)sync);
 			snprintf(lid, sizeof(lid), "%u", u.lower_id);
 			snprintf(rnd, sizeof(rnd), "%ld", r + 1);
-			setenv("LD_PRELOAD", shim, 1);
+			rb_preload(preload, sizeof(preload), shim);
+			setenv("LD_PRELOAD", preload, 1);
 			setenv("FHMAP_POWERCUT_SNAPSHOT", snap, 1);
 			execl(self, self, "--writer", u.mapdir, mode, lid, rnd, (char *)NULL);
 			_exit(127);

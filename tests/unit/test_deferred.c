@@ -6,6 +6,8 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +285,82 @@ START_TEST(system_crash_loses_the_window_only)
 }
 END_TEST
 
+/* Writers bind while the flusher commits every few milliseconds; readers
+ * decode what the writers published, and must always find it: an entry
+ * leaves the overlay only once the map has it. */
+enum { STRESS_WRITERS = 3, STRESS_READERS = 3, STRESS_EACH = 1500 };
+
+struct published {
+	unsigned char h[FHMAP_FH_MAX];
+	size_t len;
+	uint64_t ino;
+	atomic_int ready; /* the rest is filled in */
+};
+
+static struct published pub[STRESS_WRITERS * STRESS_EACH];
+static atomic_uint npub;
+static atomic_int writers_left;
+static atomic_ulong misses, decodes;
+
+static void *stress_writer(void *arg)
+{
+	uint64_t id = (uint64_t)(uintptr_t)arg;
+
+	for (uint64_t i = 0; i < STRESS_EACH; i++) {
+		fhmap_realfh fh = fx_fake_fh(fx.lower_id, 100000 * (id + 1) + i);
+		struct published *p = &pub[atomic_fetch_add(&npub, 1)];
+		char name[32];
+
+		snprintf(name, sizeof(name), "s%llu-%llu", (unsigned long long)id, (unsigned long long)i);
+		ck_assert_int_eq(fhmap_bind(&p->ino, fx.map, &fh, fx.root, name, S_IFREG), 0);
+		p->len = sizeof(p->h);
+		ck_assert_int_eq(fhmap_encode(p->h, &p->len, fx.map, p->ino, 0, 0), 0);
+		atomic_store_explicit(&p->ready, 1, memory_order_release); /* the bind returned */
+	}
+	atomic_fetch_sub(&writers_left, 1);
+	return NULL;
+}
+
+static void *stress_reader(void *arg)
+{
+	unsigned int seed = (unsigned int)(uintptr_t)arg;
+
+	while (atomic_load(&writers_left) > 0) {
+		unsigned int n = atomic_load(&npub);
+		const struct published *p;
+		fhmap_decoded d;
+
+		if (n == 0)
+			continue;
+		p = &pub[rand_r(&seed) % n];
+		if (!atomic_load_explicit(&p->ready, memory_order_acquire))
+			continue;
+		if (fhmap_decode(&d, fx.map, p->h, p->len, 0) != 0 || d.ino != p->ino)
+			atomic_fetch_add(&misses, 1);
+		atomic_fetch_add(&decodes, 1);
+	}
+	return NULL;
+}
+
+START_TEST(readers_never_miss_during_flushes)
+{
+	pthread_t w[STRESS_WRITERS], r[STRESS_READERS];
+
+	deferred(3);
+	atomic_store(&writers_left, STRESS_WRITERS);
+	for (uintptr_t i = 0; i < STRESS_WRITERS; i++)
+		ck_assert_int_eq(pthread_create(&w[i], NULL, stress_writer, (void *)i), 0);
+	for (uintptr_t i = 0; i < STRESS_READERS; i++)
+		ck_assert_int_eq(pthread_create(&r[i], NULL, stress_reader, (void *)(i + 1)), 0);
+	for (int i = 0; i < STRESS_WRITERS; i++)
+		pthread_join(w[i], NULL);
+	for (int i = 0; i < STRESS_READERS; i++)
+		pthread_join(r[i], NULL);
+	ck_assert_uint_eq(atomic_load(&misses), 0);
+	ck_assert_uint_gt(atomic_load(&decodes), 0);
+}
+END_TEST
+
 int main(void)
 {
 	TCase *tc;
@@ -293,5 +371,6 @@ int main(void)
 	tcase_add_test(tc, one_deferred_process);
 	tcase_add_test(tc, process_crash_loses_nothing);
 	tcase_add_test(tc, system_crash_loses_the_window_only);
+	tcase_add_test(tc, readers_never_miss_during_flushes);
 	return fx_run(s);
 }
