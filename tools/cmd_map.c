@@ -416,17 +416,14 @@ static int report_cmd(int argc, char **argv, const char *name, int stats)
 	struct ctl_common c;
 	fhmap_map_stats s;
 	fhmap_info info;
-	char usage[32];
 	fhmap *map;
 	int i;
 
 	i = ctl_parse(argc, argv, cmd, NULL, NULL, NULL, &c);
 	if (i < 0)
 		return ctl_parse_exit(i);
-	if (argc - i != 1) {
-		snprintf(usage, sizeof(usage), "%s needs DB", name);
-		return ctl_usage_error(cmd, usage);
-	}
+	if (argc - i != 1)
+		return ctl_usage_error(cmd, "%s needs DB", name);
 	map = open_report(argv[i], &info, &s);
 	if (!map)
 		return CTL_EXIT_ERROR;

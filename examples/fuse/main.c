@@ -2,6 +2,7 @@
  * fhmap-unionfs: options, layer registration, mount and shutdown.
  *
  *   fhmap-unionfs -o lowerdir=L1:L2,upperdir=U,db=PATH[,workdir=W] MOUNTPOINT [-f]
+ *   mount -t fuse.fhmap-unionfs SOURCE MOUNTPOINT -o lowerdir=...   (SOURCE ignored)
  *
  * Exit status: 0 after a clean unmount (also on SIGTERM/SIGINT/SIGHUP),
  * 1 when the layers, db or mount fail, 2 for bad usage.
@@ -9,6 +10,7 @@
 #define FUSE_USE_VERSION 312
 #define _GNU_SOURCE
 #include "unionfs.h"
+#include "service.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,8 @@ struct ufs_options {
 	char *upperdir;
 	char *db;
 	char *workdir;
+	char *args[2]; /* [SOURCE] MOUNTPOINT */
+	int nargs;
 };
 
 static const struct fuse_opt ufs_opt_spec[] = {
@@ -38,9 +42,29 @@ static const struct fuse_opt ufs_opt_spec[] = {
 	FUSE_OPT_END
 };
 
+/* mount(8) and /etc/fstab run "fhmap-unionfs SOURCE MOUNTPOINT -o OPTS"
+ * (through mount.fuse3): the non-option arguments are kept aside, the last
+ * one is the mount point and a source before it is ignored. */
+static int ufs_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct ufs_options *o = data;
+
+	(void)outargs;
+	if (key != FUSE_OPT_KEY_NONOPT)
+		return 1;
+	if (o->nargs == 2) {
+		fprintf(stderr, "fhmap-unionfs: unexpected argument '%s' (expected [SOURCE] MOUNTPOINT)\n",
+		        arg);
+		return -1;
+	}
+	o->args[o->nargs] = strdup(arg);
+	return o->args[o->nargs++] ? 0 : -1;
+}
+
 static void usage(const char *prog)
 {
-	printf("usage: %s -o lowerdir=L1[:L2...],upperdir=U,db=PATH[,workdir=W] MOUNTPOINT [options]\n\n"
+	printf("usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...],upperdir=U,db=PATH[,workdir=W] "
+	       "[options]\n\n"
 	       "A union filesystem whose NFS file handles survive copy-up, rename,\n"
 	       "hardlinks and restarts (libfhmap %s).\n\n"
 	       "    -o lowerdir=L1:L2   read-only layers, topmost first\n"
@@ -321,6 +345,7 @@ static void close_all(void)
 		close(ufs.work_fd);
 	if (ufs.index_fd >= 0)
 		close(ufs.index_fd);
+	ufs_open_free_all();
 	ufs_nodes_free();
 }
 
@@ -337,8 +362,16 @@ static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *cmd)
 	if (fuse_set_signal_handlers(se) == 0) {
 		if (fuse_session_mount(se, cmd->mountpoint) == 0) {
 			fuse_daemonize(cmd->foreground);
+			/* service.c: syslog once stderr is /dev/null, readiness */
+			if (!cmd->foreground)
+				ufs_service_log_to_syslog(); /* says itself when it fails */
+			int nr = ufs_service_notify_ready(cmd->mountpoint);
+			if (nr < 0)
+				fprintf(stderr, "fhmap-unionfs: cannot notify readiness: %s\n",
+				        strerror(-nr));
 			/* one thread: copy-ups and namespace changes never race */
 			int ret = fuse_session_loop(se);
+			ufs_service_notify_stopping(cmd->mountpoint);
 			r = ret < 0 ? 1 : 0;
 			if (ret < 0)
 				fprintf(stderr, "fhmap-unionfs: %s\n", strerror(-ret));
@@ -360,7 +393,9 @@ int main(int argc, char **argv)
 
 	memset(&cmd, 0, sizeof(cmd));
 	memset(&st, 0, sizeof(st));
-	if (fuse_opt_parse(&args, &o, ufs_opt_spec, NULL) < 0 || fuse_parse_cmdline(&args, &cmd) < 0)
+	if (fuse_opt_parse(&args, &o, ufs_opt_spec, ufs_opt_proc) < 0 ||
+	    (o.nargs && fuse_opt_add_arg(&args, o.args[o.nargs - 1]) < 0) ||
+	    fuse_parse_cmdline(&args, &cmd) < 0)
 		goto out;
 	if (cmd.show_help) {
 		usage(argv[0]);
@@ -377,7 +412,9 @@ int main(int argc, char **argv)
 	if (!cmd.mountpoint || !o.lowerdir || !o.upperdir || !o.db) {
 		fprintf(stderr, "fhmap-unionfs: missing %s\n", !cmd.mountpoint ? "MOUNTPOINT" :
 		        !o.lowerdir ? "-o lowerdir=" : !o.upperdir ? "-o upperdir=" : "-o db=");
-		fprintf(stderr, "usage: %s -o lowerdir=L1[:L2...],upperdir=U,db=PATH MOUNTPOINT [-f]\n", argv[0]);
+		fprintf(stderr,
+		        "usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...],upperdir=U,db=PATH [-f]\n",
+		        argv[0]);
 		goto out;
 	}
 	r = 1;
@@ -397,6 +434,8 @@ out:
 	free(o.upperdir);
 	free(o.db);
 	free(o.workdir);
+	free(o.args[0]);
+	free(o.args[1]);
 	fuse_opt_free_args(&args);
 	return r;
 }

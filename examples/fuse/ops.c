@@ -23,10 +23,46 @@
 
 #define UFS_TIMEOUT 1.0
 
+/* Every open file and directory. A RELEASE the kernel still had queued
+ * when the daemon stops never comes: ufs_open_free_all() frees those at
+ * unmount. */
+struct ufs_open {
+	struct ufs_open *prev, *next;
+	void (*free)(struct ufs_open *);
+};
+
+static struct ufs_open open_handles = { &open_handles, &open_handles, NULL };
+
+static void open_track(struct ufs_open *o, void (*free_fn)(struct ufs_open *))
+{
+	o->free = free_fn;
+	o->prev = &open_handles;
+	o->next = open_handles.next;
+	open_handles.next->prev = o;
+	open_handles.next = o;
+}
+
+static void open_untrack(struct ufs_open *o)
+{
+	o->prev->next = o->next;
+	o->next->prev = o->prev;
+}
+
+void ufs_open_free_all(void)
+{
+	while (open_handles.next != &open_handles) {
+		struct ufs_open *o = open_handles.next;
+
+		open_untrack(o);
+		o->free(o);
+	}
+}
+
 /* An open file. One opened read-only while its object lived on a lower
  * layer switches to the upper copy once the object is copied up (through
  * another open, a link, ...), so it never reads stale lower data. */
 struct ufs_file {
+	struct ufs_open open;    /* first: the registry frees it as one */
 	int fd;
 	int flags;               /* open flags, for reopening */
 	int on_lower;
@@ -37,6 +73,14 @@ struct ufs_file {
 static struct ufs_file *file_of(const struct fuse_file_info *fi)
 {
 	return (struct ufs_file *)(uintptr_t)fi->fh;
+}
+
+static void file_free(struct ufs_open *o)
+{
+	struct ufs_file *f = (struct ufs_file *)o;
+
+	close(f->fd);
+	free(f);
 }
 
 static int file_attach(struct fuse_file_info *fi, int fd, uint64_t ino, int on_lower)
@@ -50,6 +94,7 @@ static int file_attach(struct fuse_file_info *fi, int fd, uint64_t ino, int on_l
 	f->on_lower = on_lower;
 	f->ino = ino;
 	f->copyups = ufs.copyups;
+	open_track(&f->open, file_free);
 	fi->fh = (uint64_t)(uintptr_t)f;
 	return 0;
 }
@@ -58,8 +103,8 @@ static void file_release(struct fuse_file_info *fi)
 {
 	struct ufs_file *f = file_of(fi);
 
-	close(f->fd);
-	free(f);
+	open_untrack(&f->open);
+	file_free(&f->open);
 }
 
 static int file_read_fd(struct ufs_file *f)
@@ -989,9 +1034,18 @@ static void ufs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_
 }
 
 struct dir_handle {
+	struct ufs_open open;    /* first: the registry frees it as one */
 	struct ufs_list list;
 	uint64_t self, parent;
 };
+
+static void dir_handle_free(struct ufs_open *o)
+{
+	struct dir_handle *h = (struct dir_handle *)o;
+
+	ufs_list_free(&h->list);
+	free(h);
+}
 
 static void ufs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -1010,10 +1064,11 @@ static void ufs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_err(req, -r);
 		return;
 	}
+	open_track(&h->open, dir_handle_free);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(req, fi) != 0) {
-		ufs_list_free(&h->list);
-		free(h);
+		open_untrack(&h->open);
+		dir_handle_free(&h->open);
 	}
 }
 
@@ -1059,8 +1114,8 @@ static void ufs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	ufs_list_free(&h->list);
-	free(h);
+	open_untrack(&h->open);
+	dir_handle_free(&h->open);
 	fuse_reply_err(req, 0);
 }
 

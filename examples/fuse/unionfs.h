@@ -110,6 +110,8 @@ int ufs_clear_whiteouts(int dirfd);
 void ufs_node_ref(uint64_t ino);
 void ufs_node_forget(uint64_t ino, uint64_t nlookup);
 void ufs_nodes_free(void);
+/* Frees the open files and directories the kernel never released (ops.c). */
+void ufs_open_free_all(void);
 void ufs_node_keep(const fhmap_object *obj);
 int ufs_node_kept_fd(uint64_t ino);
 int ufs_node_kept_stat(struct stat *st, uint64_t ino);

@@ -1,0 +1,29 @@
+/*
+ * fhmap-unionfs as a system service: readiness and stop notification for
+ * systemd (sd_notify, Type=notify units) and a syslog sink for the messages
+ * of a daemon that detached from its terminal (started by mount(8) or from
+ * /etc/fstab, whose stderr is /dev/null then).
+ */
+#ifndef FHMAP_UNIONFS_SERVICE_H
+#define FHMAP_UNIONFS_SERVICE_H
+
+/*
+ * From now on, everything written to stderr (the daemon's and libfuse's
+ * messages) goes to syslog (the journal, where journald runs). Call once,
+ * after detaching. Returns 0 or a negative errno (then said to syslog).
+ */
+int ufs_service_log_to_syslog(void);
+
+/*
+ * Tells the service manager (NOTIFY_SOCKET, if set) READY=1 as soon as the
+ * union mounted on MOUNTPOINT answers: a thread waits for a stat of the
+ * mount root, which the kernel holds back until the daemon's loop has
+ * answered INIT. Logs "serving" when logging to syslog. MOUNTPOINT must
+ * stay valid while the daemon runs. Returns 0 or a negative errno.
+ */
+int ufs_service_notify_ready(const char *mountpoint);
+
+/* Tells the service manager (and syslog) that the daemon is stopping. */
+void ufs_service_notify_stopping(const char *mountpoint);
+
+#endif
