@@ -8,8 +8,8 @@ set style histogram cluster gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set logscale y
-set yrange [0.02:100]
-set ytics (0.03, 0.1, 0.3, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 100)
+set yrange [0.02:*]
+set ytics (0.03, 0.1, 0.3, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 100, 300, 1000)
 set grid ytics
 set xtics rotate by -35 scale 0
 set ylabel "median time / baseline's median time"

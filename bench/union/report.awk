@@ -48,6 +48,15 @@ function byval(list, key, k, out,   n, i, j, t) {
 	return n
 }
 function keyof(key, k, name) { return ((k SUBSEP name) in key) ? key[k, name] + 0 : 0 }
+# Header and alignment rows of a table: first column, then cols[1..n]
+# except the one named skip, right-aligned.
+function thead(first, cols, n, skip,   j) {
+	printf "| %s |", first
+	for (j = 1; j <= n; j++) if (cols[j] != skip) printf " %s |", cols[j]
+	printf "\n| --- |"
+	for (j = 1; j <= n; j++) if (cols[j] != skip) printf " ---: |"
+	print ""
+}
 function inlist(list, x) { return index(" " list " ", " " x " ") > 0 }
 function hascls(id, c) { return index("," cls[id] ",", "," c ",") > 0 }
 # Checks one target for configuration c; fills tres[t, c] and the missed units.
@@ -199,12 +208,7 @@ END {
 	print ""
 	print "## Results (seconds; median, min–max)"
 	print ""
-	printf "| workload |"
-	for (j = 1; j <= nsys; j++) printf " %s |", sys[j]
-	print ""
-	printf "| --- |"
-	for (j = 1; j <= nsys; j++) printf " ---: |"
-	print ""
+	thead("workload", sys, nsys, "")
 	for (i = 1; i <= nids; i++) {
 		id = ids[i]
 		printf "| `%s` %s |", id, desc[id]
@@ -262,12 +266,7 @@ END {
 		print ""
 		print "## Metadata scaling (1-thread time / 4-thread time for the same number of files; ≥ 1.8 is the target)"
 		print ""
-		printf "| phase |"
-		for (j = 1; j <= nsys; j++) printf " %s |", sys[j]
-		print ""
-		printf "| --- |"
-		for (j = 1; j <= nsys; j++) printf " ---: |"
-		print ""
+		thead("phase", sys, nsys, "")
 		split("create stat rename unlink", ph, " ")
 		for (p = 1; p <= 4; p++) {
 			printf "| %s |", ph[p]
@@ -284,12 +283,7 @@ END {
 	print "A share near 100% on a single-threaded daemon means the daemon is the bottleneck; a low share means it waits"
 	print "(for the disk, or for the kernel to send requests)."
 	print ""
-	printf "| workload |"
-	for (j = 1; j <= nsys; j++) if (sys[j] != "overlayfs") printf " %s |", sys[j]
-	print ""
-	printf "| --- |"
-	for (j = 1; j <= nsys; j++) if (sys[j] != "overlayfs") printf " ---: |"
-	print ""
+	thead("workload", sys, nsys, "overlayfs")
 	n = split(units, us, " ")
 	for (i = 1; i <= n; i++) {
 		printf "| `%s` |", us[i]
@@ -336,12 +330,7 @@ END {
 		if (fr_names[u] != "") {
 			print ""
 			printf "FUSE requests (%s):\n\n", fr_src[u] == "debug" ? "counted from the daemon's -d output" : "kernel tracepoint fuse:fuse_request_send"
-			printf "| request |"
-			for (q = 1; q <= pn; q++) printf " %s |", psys[q]
-			print ""
-			printf "| --- |"
-			for (q = 1; q <= pn; q++) printf " ---: |"
-			print ""
+			thead("request", psys, pn, "")
 			m = byval(fr_names[u], fr, u SUBSEP psys[1], names)
 			for (x = 1; x <= m; x++) {
 				printf "| %s |", names[x]
@@ -354,12 +343,7 @@ END {
 			print "Daemon system calls (`strace -c -w -f`: calls, failed calls in brackets, then wall seconds in the call —"
 			print "the daemon's idle wait for requests is in `read`; only calls above 1% of a daemon's calls or time):"
 			print ""
-			printf "| system call |"
-			for (q = 1; q <= pn; q++) printf " %s |", psys[q]
-			print ""
-			printf "| --- |"
-			for (q = 1; q <= pn; q++) printf " ---: |"
-			print ""
+			thead("system call", psys, pn, "")
 			m = byval(sc_names[u], sc, u SUBSEP psys[1], names)
 			for (x = 1; x <= m; x++) {
 				show = 0

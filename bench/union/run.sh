@@ -37,7 +37,8 @@
 #   FHMAP_UNION_OPTS="..."          -o options added to every configuration
 #       (e.g. a thread count)
 #   FHMAP_UNION_DEFAULT=NAME        the configuration that is the daemon's
-#       default (target: <= 1.0x fuse-overlayfs); unset: read from --help
+#       default (target: <= 1.0x fuse-overlayfs); unset: "default" if
+#       listed, else "MODE (default)" or "default: MODE" on a sync line of --help
 #   FHMAP_UNION_FULL=NAME           the FULL-sync configuration (<= 1.5x);
 #       unset: "full", or "default" for a daemon without sync modes (its
 #       map is always FULL)
@@ -71,7 +72,7 @@ while getopts "r:w:s:qp:d:b:o:R:h" opt; do
 	b) build=$OPTARG ;;
 	o) out=$OPTARG ;;
 	R) raw_in=$OPTARG ;;
-	*) sed -n '2,47p' "$0"; exit 2 ;;
+	*) sed -n '2,49p' "$0"; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
@@ -352,14 +353,17 @@ setup_systems() {
 	done
 	local def=${FHMAP_UNION_DEFAULT-} full=${FHMAP_UNION_FULL-}
 	if [ -z "${FHMAP_UNION_DEFAULT+x}" ]; then
-		if [ "$modes" = default ]; then
+		if [[ " $modes " == *" default "* ]]; then
 			def=default
 		else
-			def=$(grep -i sync <<<"$help" | grep -ioE 'default[^a-z]*[a-z]+' | head -1 | grep -oE '[a-z]+$' || true)
+			# "MODE (default)" or "default: MODE" on a line about sync
+			def=$(grep -i sync <<<"$help" | grep -oE '[a-z]+ \(default\)' | head -1 | grep -oE '^[a-z]+' || true)
+			[ -n "$def" ] || def=$(grep -i sync <<<"$help" | grep -oE 'default[: =]+[a-z]+' | head -1 | grep -oE '[a-z]+$' || true)
 		fi
 	fi
 	if [ -z "${FHMAP_UNION_FULL+x}" ]; then
-		[ "$modes" = default ] && full=default
+		# a daemon without sync modes keeps its map in FULL mode
+		[[ " $modes " == *" default "* ]] && ! grep -q 'sync=' <<<"$help" && full=default
 		[[ " $modes " == *" full "* ]] && full=full
 	fi
 	[ -n "$def" ] && [ -n "${sys_kind[fhmap-$def]-}" ] && emit "@role default fhmap-$def"
@@ -487,8 +491,11 @@ unit_meta4t() { "$load" meta "$1/meta" "$meta_n" 4 | sed 's/^/RESULT meta4t-/'; 
 unit_walk() { find "$1/walk" -printf '%s\n' >/dev/null; }
 
 # fio_unit MNT ID RW JOBS: fio's own run time (ms -> s) of a fixed amount of I/O.
+# invalidate=0: fio's fadvise(DONTNEED) would reach the lower file through
+# overlayfs (a cold read there) but only the FUSE inode's cache otherwise.
 fio_unit() {
-	local m=$1 id=$2 rw=$3 j=$4 args=(--name=u --ioengine=psync --numjobs="$4" --group_reporting --output-format=json)
+	local m=$1 id=$2 rw=$3 j=$4 args=(--name=u --ioengine=psync --numjobs="$4" --group_reporting --output-format=json
+		--invalidate=0)
 	case $rw in
 	read) args+=(--rw=read --bs=1M --filename="$m/big" --readonly --size=$((fio_mib / j))M --offset_increment=$((fio_mib / j))M) ;;
 	randread) args+=(--rw=randread --bs=4k --filename="$m/big" --readonly --size=$((big_mib / j))M
