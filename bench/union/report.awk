@@ -6,7 +6,11 @@
 function rest(from,   s, i) { s = $from; for (i = from + 1; i <= NF; i++) s = s " " $i; return s }
 function fmt(v) { return v >= 100 ? sprintf("%.0f", v) : v >= 10 ? sprintf("%.1f", v) : v >= 1 ? sprintf("%.2f", v) : sprintf("%.3f", v) }
 function fmtr(v) { return v >= 10 ? sprintf("%.0f", v) : sprintf("%.2f", v) }
-function nice(v) { v = sprintf("%.0f", v); while (v ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]$/, ",&", v); return v }
+function nice(v,   s, out) {
+	s = sprintf("%.0f", v); out = ""
+	while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+	return s out
+}
 # Sorts the space-separated numbers of s into a[1..n]; returns n.
 function sortv(s, a,   n, i, j, t) {
 	n = split(s, a, " ")
@@ -57,6 +61,8 @@ function thead(first, cols, n, skip,   j) {
 	for (j = 1; j <= n; j++) if (cols[j] != skip) printf " ---: |"
 	print ""
 }
+# " (N per operation)" for a workload of more than one operation.
+function perop(n, u, f) { return unit_ops[u] > 1 ? sprintf(" (" f " per operation)", n / unit_ops[u]) : "" }
 function inlist(list, x) { return index(" " list " ", " " x " ") > 0 }
 function hascls(id, c) { return index("," cls[id] ",", "," c ",") > 0 }
 # Checks one target for configuration c; fills tres[t, c] and the missed units.
@@ -121,7 +127,7 @@ $1 == "@workload" { wid[++nw] = $2; unit[$2] = $3; cls[$2] = $4; ops[$2] = $5; d
 $1 == "@result" { vals[$2, $3] = vals[$2, $3] " " $5; next }
 $1 == "@fail" { k = $2 SUBSEP $3; if (!(k in fail)) fail[k] = esc(rest(5)); nfail[k]++; next }
 $1 == "@cpu" { cpu[$2, $3] = cpu[$2, $3] " " $5; wall[$2, $3] = wall[$2, $3] " " $6; next }
-$1 == "@busy" { if (NF > 2) busy = busy "round " $2 ": " rest(3) "; "; next }
+$1 == "@busy" { if (NF > 2) busy = busy (busy == "" ? "" : "; ") "round " $2 ": " rest(3); next }
 $1 == "@seconds" { secs[$2] = $3; next }
 $1 == "@profiled" { profiled[++nprof] = $2; next }
 $1 == "@strace" {
@@ -308,7 +314,7 @@ END {
 			print "operation count (files, entries, MiB or I/Os)."
 		}
 		print ""
-		printf "### `%s` (%s operations)\n", u, nice(unit_ops[u])
+		printf "### `%s`%s\n", u, (unit_ops[u] > 1 ? " (" nice(unit_ops[u]) " operations)" : "")
 		print ""
 		pn = 0
 		for (j = 1; j <= nsys; j++) if (((u SUBSEP sys[j]) in fr_total) || ((u SUBSEP sys[j]) in sc_total)) psys[++pn] = sys[j]
@@ -316,12 +322,12 @@ END {
 		for (q = 1; q <= pn; q++) {
 			k = u SUBSEP psys[q]
 			line = "- **" psys[q] "**:"
-			if (k in fr_total) line = line sprintf(" %s FUSE requests (%.2f per operation);", nice(fr_total[k]), fr_total[k] / unit_ops[u])
+			if (k in fr_total) line = line " " nice(fr_total[k]) " FUSE requests" perop(fr_total[k], u, "%.2f") ";"
 			if (k in sc_total) {
-				line = line sprintf(" %s daemon system calls (%.1f per operation", nice(sc_total[k]), sc_total[k] / unit_ops[u])
+				line = line " " nice(sc_total[k]) " daemon system calls" perop(sc_total[k], u, "%.1f")
 				if ((k in fr_total) && fr_total[k] > 0) line = line sprintf(", %.1f per FUSE request", sc_total[k] / fr_total[k])
-				line = line sprintf("), %.2f flushes (fsync, fdatasync, msync) per operation taking %s s", sc_sync[k] / unit_ops[u], fmt(sc_sync_s[k] + 0))
-				line = line ";"
+				line = line ", " nice(sc_sync[k]) " flushes (fsync, fdatasync, msync)" perop(sc_sync[k], u, "%.2f")
+				line = line " taking " fmt(sc_sync_s[k] + 0) " s;"
 			}
 			if (k in cpu) line = line sprintf(" daemon CPU %s s of %s s in the timed rounds (median).", fmt(median(cpu[k])), fmt(median(wall[k])))
 			sub(/;$/, ".", line)

@@ -50,7 +50,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here="$top/bench/union"
-cmdline="bench/union/run.sh $*"
+cmdline="bench/union/run.sh${*:+ $*}"
 
 rounds=""
 wl_spec=all
@@ -162,8 +162,8 @@ esac
 
 if [ $quick = 1 ]; then
 	tag=quick files_dirs=10 files_per=100 walk_dirs=20 walk_per=100 src_dirs=3 src_per=50
-	tar_dirs=3 tar_per=50 big_mib=16 create_n=200 par_n=50 copyup_n=100 write_mib=16
-	meta_n=400 fio_mib=16 fio_rand_mib=2
+	tar_dirs=3 tar_per=50 big_mib=16 create_n=100 par_n=25 copyup_n=50 write_mib=16
+	meta_n=200 fio_mib=16 fio_rand_mib=2
 else
 	tag=full files_dirs=200 files_per=100 walk_dirs=1000 walk_per=100 src_dirs=30 src_per=99
 	tar_dirs=30 tar_per=99 big_mib=256 create_n=3000 par_n=1000 copyup_n=1000 write_mib=512
