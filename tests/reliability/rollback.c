@@ -113,11 +113,14 @@ struct rb_state {
 	uint64_t kills, cuts, logged, lost, handed_after;
 };
 
-/* Reads the writer's records until @deadline (then it is killed; with
- * @deadline 0 at its first record: right after the first commits). */
-static void rb_collect(struct rb_state *s, int fd, uint64_t deadline, pid_t pid)
+/* Reads the writer's records and kills it @delay µs after the first one
+ * (0: at once, right after its first commits). Counting from the first
+ * record, not from the start, a slow start on a loaded machine cannot
+ * end a round before anything was made durable. */
+static void rb_collect(struct rb_state *s, int fd, uint64_t delay, pid_t pid)
 {
 	size_t first = s->n;
+	uint64_t deadline = 0;
 
 	struct pollfd p = { fd, POLLIN, 0 };
 	char buf[sizeof(struct rb_rec) * 256];
@@ -127,7 +130,9 @@ static void rb_collect(struct rb_state *s, int fd, uint64_t deadline, pid_t pid)
 	for (;;) {
 		ssize_t n;
 
-		if (!killed && (deadline ? rel_now_us() >= deadline : s->n > first)) {
+		if (!deadline && s->n > first)
+			deadline = rel_now_us() + delay;
+		if (!killed && deadline && rel_now_us() >= deadline) {
 			kill(pid, SIGKILL);
 			killed = 1;
 		}
@@ -326,7 +331,7 @@ static void rb_run_mode(fhmap_sync_mode sync, const char *shim, long rounds, uin
 			_exit(127);
 		}
 		close(pfd[1]);
-		rb_collect(&s, pfd[0], r % 3 == 2 ? 0 : rel_now_us() + 100000 + rel_rand(rng) % 400000, pid);
+		rb_collect(&s, pfd[0], r % 3 == 2 ? 0 : 50000 + rel_rand(rng) % 400000, pid);
 		close(pfd[0]);
 		REL_ASSERT(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status), "writer ended with 0x%x", status);
 		s.kills++;
