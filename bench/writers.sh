@@ -83,7 +83,7 @@ measure() {
 	echo "@command bench/writers.sh -r $reps -s $secs -t \"$threads\" -B $base_commit"
 	bench_machine "$top" "$work"
 	echo "@machine baseline $base_commit $(git -C "$top" log -1 --format=%s "$base_commit" | cut -c1-60)"
-	local list=() n c rep i a b
+	local list=() block n c rep i
 	for n in $threads; do
 		for c in full lazy deferred-sync deferred sqlite-full sqlite-normal; do
 			list+=("$c $n")
@@ -92,15 +92,19 @@ measure() {
 	list+=("today-full 16" "full-batch8 1" "full-batch16 1")
 	for ((rep = 1; rep <= reps; rep++)); do
 		echo "== repetition $rep/$reps" >&2
-		# The pair the group-commit cost compares runs twice, A B B A
-		# (B A A B in the next repetition); the rest forwards, then
+		# The targets' configurations run as one block, A B C C B A
+		# (C B A A B C in the next repetition), so that their ratios
+		# compare windows seconds apart; the rest forwards, then
 		# backwards.
-		if ((rep % 2)); then a=today-full b=full; else a=full b=today-full; fi
-		echo "   $a 1, $b 1, $b 1, $a 1" >&2
-		one "$rep" $a 1; one "$rep" $b 1; one "$rep" $b 1; one "$rep" $a 1
+		block=("today-full 1" "full 1" "full 16")
+		((rep % 2)) || block=("full 16" "full 1" "today-full 1")
+		for i in 0 1 2 2 1 0; do
+			echo "   ${block[i]}" >&2
+			one "$rep" ${block[i]}
+		done
 		for ((i = 0; i < ${#list[@]}; i++)); do
 			if ((rep % 2)); then c=${list[i]}; else c=${list[${#list[@]} - 1 - i]}; fi
-			[ "$c" = "full 1" ] && continue
+			[ "$c" = "full 1" ] || [ "$c" = "full 16" ] && continue
 			echo "   $c" >&2
 			one "$rep" $c
 		done
