@@ -42,6 +42,7 @@ while getopts "b:w:o:r:s:t:B:R:h" opt; do
 	esac
 done
 work=${work:-$build/writers-work}
+old_lib=""
 res=$(mktemp -d)
 trap 'rm -rf "$res" "${work:?}/run"' EXIT
 
@@ -50,7 +51,8 @@ baseline() {
 	local base
 	base=$(bench_baseline "$top" "$build" "$base_commit" fhmap)
 	cmake -S "$top" -B "$build" -DFHMAP_BENCH_BASELINE="$base" >/dev/null
-	bench_build "$top" "$build" fhmap-writers fhmap-writers-baseline
+	bench_build "$top" "$build" fhmap-writers fhmap-writers-baseline fhmap-commitpair
+	old_lib=$base/build/lib/libfhmap.so.0
 	# It must run the old library, not this tree's.
 	if ! ldd "$build/bench/fhmap-writers-baseline" | grep -q "$base/build/lib/libfhmap"; then
 		echo "writers.sh: fhmap-writers-baseline does not load $base/build/lib/libfhmap.so" >&2
@@ -108,6 +110,9 @@ measure() {
 			echo "   $c" >&2
 			one "$rep" $c
 		done
+		echo "   one writer, this library and $base_commit in paired blocks" >&2
+		"$build/bench/fhmap-commitpair" --dir "$work/run" --old "$old_lib" --new "$build/lib/libfhmap.so.0" \
+			--seconds "$(awk -v s="$secs" 'BEGIN { print 4 * s }')" | sed "s/^@gcpair /@gcpair $rep /"
 		echo "@machine busy_rep_$rep $(bench_busy fhmap-writers)"
 		echo "@machine load_rep_$rep $(cut -d' ' -f1-3 /proc/loadavg)"
 	done
