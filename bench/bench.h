@@ -28,6 +28,9 @@ uint64_t bench_io_written(void);
 uint64_t bench_file_bytes(const char *path, uint64_t *apparent);
 int bench_rmtree(const char *path);
 int bench_mkdirs(const char *path);
+/* The real handle of object @p idx of a synthetic layer: an 8-byte ext4 one
+ * (FILEID_INO32_GEN: 32-bit inode idx + 12 + @p salt, random generation). */
+void bench_synth_realfh(fhmap_realfh *fh, uint32_t layer, size_t idx, uint32_t salt);
 /* Evicts clean page cache, dentries and inodes (needs root). */
 int bench_drop_caches(void);
 
@@ -93,19 +96,30 @@ void bench_pairs_print(const char *scale, const char *name, unsigned int threads
 
 /* ---- floor.c: raw LMDB with the layout of libfhmap's object table ---- */
 typedef struct bench_floor bench_floor;
-/* @named: records in a named table beside five others, as in libfhmap's
- * format 1 (format 2 keeps all tables in the main table, like the raw floor). */
-int bench_floor_build(bench_floor **out, const char *dir, const uint64_t *inos, size_t n, size_t vsize, int named);
+/* Records of @p vsize bytes under object numbers @p inos, and an origin
+ * index entry for each: the handle of synthetic object i on @p layer
+ * (bench_synth_realfh) -> inos[i]. @named: in named tables beside four
+ * others, as in libfhmap's format 1 (format 2 keeps all tables in the main
+ * table, like the raw floor). */
+int bench_floor_build(bench_floor **out, const char *dir, const uint64_t *inos, uint32_t layer, size_t n,
+                      size_t vsize, int named);
 void bench_floor_close(bench_floor *f);
 /* A per-thread reader; keys are the sample object numbers. */
 typedef struct bench_floor_reader {
 	bench_floor *f;
 	const uint64_t *keys;
+	const fhmap_realfh *origins; /* origin of each key, for the lookups */
 	void *txn;
 	size_t vsize;
 } bench_floor_reader;
+/* renew, get the record, copy, reset: the single-get read floor */
 extern const bench_kind bench_floor_get;
 extern const bench_kind bench_floor_named_get;
+/* renew, get the origin index entry, reset: a lookup trusting the index */
+extern const bench_kind bench_floor_index_get;
+/* renew, get the index entry, get the record it names, copy, reset: the
+ * lookup floor (a lookup that checks its hit against the record) */
+extern const bench_kind bench_floor_lookup;
 
 /* ---- sqlmap.c: the same mapping in SQLite (WAL, prepared statements) ---- */
 typedef struct bench_sql bench_sql;
@@ -117,6 +131,10 @@ typedef struct bench_sql_obj {
 	const fhmap_realfh *origin;
 } bench_sql_obj;
 int bench_sql_create(bench_sql **out, const char *path);
+/* Another connection to the database @p path made by bench_sql_create(),
+ * for inserts, with synchronous=FULL (@p full: every commit durable) or
+ * NORMAL (WAL flushed at checkpoints only). */
+int bench_sql_open_writer(bench_sql **out, const char *path, int full);
 int bench_sql_begin(bench_sql *s);
 int bench_sql_insert(bench_sql *s, const bench_sql_obj *o);
 int bench_sql_commit(bench_sql *s);
@@ -143,6 +161,7 @@ typedef struct bench_opts {
 	size_t vsize;
 	uint64_t seed;
 	int parts;
+	const char *kinds; /* read-side kinds to run (comma-separated), or NULL: all */
 } bench_opts;
 enum { BENCH_CORE = 1, BENCH_SQLITE = 2, BENCH_COPYUP = 4, BENCH_E2E = 8 };
 void bench_e2e_run(const bench_opts *o);

@@ -18,10 +18,11 @@
 #include "bench.h"
 
 #define FILES_PER_DIR 1000
+#define SAMPLE_NAME 28 /* "file" and a size_t, with room */
 
 /* The synthetic lower layer: object index 0 is the root, then every
  * FILES_PER_DIR + 1 objects a directory followed by its files. Real handles
- * are 8-byte ext4 ones (FILEID_INO32_GEN: inode, generation). */
+ * are 8-byte ext4 ones (bench_synth_realfh). */
 static int synth_is_dir(size_t idx)
 {
 	return idx == 0 || (idx - 1) % (FILES_PER_DIR + 1) == 0;
@@ -30,18 +31,6 @@ static int synth_is_dir(size_t idx)
 static size_t synth_parent(size_t idx)
 {
 	return synth_is_dir(idx) ? 0 : idx - (idx - 1) % (FILES_PER_DIR + 1);
-}
-
-static void synth_realfh(fhmap_realfh *fh, uint32_t layer, size_t idx, uint32_t salt)
-{
-	uint64_t rs = idx * 2654435761u + salt;
-	uint32_t ino32 = (uint32_t)idx + 12 + salt, gen = (uint32_t)bench_rand(&rs);
-	memset(fh, 0, offsetof(fhmap_realfh, data));
-	fh->layer = layer;
-	fh->type = 1;
-	fh->len = 8;
-	memcpy(fh->data, &ino32, 4);
-	memcpy(fh->data + 4, &gen, 4);
 }
 
 static void synth_name(char *buf, size_t size, size_t idx)
@@ -86,7 +75,7 @@ static int bind_batch(scale_run *s, size_t from, size_t to)
 	for (size_t i = from; i < to && !rc; i++) {
 		fhmap_realfh fh;
 		char name[32];
-		synth_realfh(&fh, s->lower, i, 0);
+		bench_synth_realfh(&fh, s->lower, i, 0);
 		synth_name(name, sizeof name, i);
 		uint64_t parent = i ? s->inos[synth_parent(i)] : 0;
 		rc = fhmap_bind(&s->inos[i], s->map, &fh, parent, name, synth_is_dir(i) ? S_IFDIR : S_IFREG);
@@ -209,6 +198,9 @@ typedef struct fh_reader {
 	const uint64_t *inos;
 	unsigned char *fhs;
 	const fhmap_realfh *origins;
+	const uint64_t *parents;
+	const char (*names)[SAMPLE_NAME];
+	const uint32_t *types;
 } fh_reader;
 
 static int op_encode(void *tctx, size_t i)
@@ -235,13 +227,26 @@ static int op_lookup_origin(void *tctx, size_t i)
 	return rc ? rc : ino == r->inos[i] ? 0 : -EPROTO;
 }
 
+/* fhmap_bind of an origin bound already: a read since group commit. */
+static int op_bind_bound(void *tctx, size_t i)
+{
+	fh_reader *r = tctx;
+	uint64_t ino;
+	int rc = fhmap_bind(&ino, r->map, &r->origins[i], r->parents[i], r->names[i], r->types[i]);
+	return rc ? rc : ino == r->inos[i] ? 0 : -EPROTO;
+}
+
 static const bench_kind k_encode = { "fhmap_encode", op_encode, NULL, NULL };
 static const bench_kind k_decode = { "fhmap_decode", op_decode, NULL, NULL };
 static const bench_kind k_lookup = { "fhmap_lookup_origin", op_lookup_origin, NULL, NULL };
+static const bench_kind k_bind_bound = { "fhmap_bind_bound", op_bind_bound, NULL, NULL };
 
+/* Per-thread samples: random objects, with what a bind of each passes. */
 typedef struct samples {
-	uint64_t *inos;
+	uint64_t *inos, *parents;
 	fhmap_realfh *origins;
+	char (*names)[SAMPLE_NAME];
+	uint32_t *types;
 	unsigned char *sqlfhs;
 } samples;
 
@@ -249,14 +254,21 @@ static void samples_make(samples *sm, scale_run *s, bench_sql *sql, uint64_t see
 {
 	size_t ops = s->o->ops;
 	sm->inos = malloc(ops * sizeof *sm->inos);
+	sm->parents = malloc(ops * sizeof *sm->parents);
 	sm->origins = malloc(ops * sizeof *sm->origins);
+	sm->names = malloc(ops * sizeof *sm->names);
+	sm->types = malloc(ops * sizeof *sm->types);
 	sm->sqlfhs = malloc(ops * FHMAP_FH_SIZE);
-	if (!sm->inos || !sm->origins || !sm->sqlfhs)
+	if (!sm->inos || !sm->parents || !sm->origins || !sm->names || !sm->types || !sm->sqlfhs)
 		bench_die("samples: out of memory", -ENOMEM);
 	for (size_t i = 0; i < ops; i++) {
-		size_t idx = (size_t)(bench_rand(&seed) % s->n);
+		/* Not the root: a bind of the root takes no parent. */
+		size_t idx = 1 + (size_t)(bench_rand(&seed) % (s->n - 1));
 		sm->inos[i] = s->inos[idx];
-		synth_realfh(&sm->origins[i], s->lower, idx, 0);
+		sm->parents[i] = s->inos[synth_parent(idx)];
+		synth_name(sm->names[i], sizeof sm->names[i], idx);
+		sm->types[i] = synth_is_dir(idx) ? S_IFDIR : S_IFREG;
+		bench_synth_realfh(&sm->origins[i], s->lower, idx, 0);
 		if (sql)
 			bench_sql_encode(sql, sm->sqlfhs + i * FHMAP_FH_SIZE, s->inos[idx], (uint32_t)idx);
 	}
@@ -265,7 +277,10 @@ static void samples_make(samples *sm, scale_run *s, bench_sql *sql, uint64_t see
 static void samples_free(samples *sm)
 {
 	free(sm->inos);
+	free(sm->parents);
 	free(sm->origins);
+	free(sm->names);
+	free(sm->types);
 	free(sm->sqlfhs);
 }
 
@@ -281,7 +296,7 @@ static void load_sqlite(scale_run *s, bench_sql **out)
 		for (size_t end = i + s->o->batch < s->n ? i + s->o->batch : s->n; i < end && !rc; i++) {
 			fhmap_realfh fh;
 			char name[32];
-			synth_realfh(&fh, s->lower, i, 0);
+			bench_synth_realfh(&fh, s->lower, i, 0);
 			synth_name(name, sizeof name, i);
 			bench_sql_obj o = { .ino = s->inos[i], .gen = (uint32_t)i,
 			                    .type = synth_is_dir(i) ? S_IFDIR : S_IFREG,
@@ -304,7 +319,19 @@ static void load_sqlite(scale_run *s, bench_sql **out)
 	       (double)bytes / (double)s->n);
 }
 
-enum { K_ENCODE, K_DECODE, K_FLOOR, K_FLOOR_NAMED, K_SQLDEC, K_LOOKUP, K_SQLLOOK, K_COUNT };
+enum {
+	K_ENCODE,
+	K_DECODE,
+	K_FLOOR,
+	K_FLOOR_NAMED,
+	K_SQLDEC,
+	K_LOOKUP,
+	K_SQLLOOK,
+	K_BIND,
+	K_FLOOR_LOOKUP,
+	K_FLOOR_INDEX,
+	K_COUNT
+};
 #define PAIR_BLOCK 10000 /* operations per block of a paired measurement */
 
 /* The ratios the report's targets use: the cost of kind a over kind b. */
@@ -316,6 +343,11 @@ static const struct {
 	{ "decode_over_named_floor", K_DECODE, K_FLOOR_NAMED },
 	{ "sqlite_decode_over_decode", K_SQLDEC, K_DECODE },
 	{ "sqlite_lookup_over_lookup", K_SQLLOOK, K_LOOKUP },
+	{ "bind_bound_over_floor", K_BIND, K_FLOOR },
+	{ "bind_bound_over_lookup_floor", K_BIND, K_FLOOR_LOOKUP },
+	{ "lookup_over_lookup_floor", K_LOOKUP, K_FLOOR_LOOKUP },
+	{ "lookup_over_index_floor", K_LOOKUP, K_FLOOR_INDEX },
+	{ "lookup_floor_over_index_floor", K_FLOOR_LOOKUP, K_FLOOR_INDEX },
 };
 #define NPAIRS (int)(sizeof pair_specs / sizeof pair_specs[0])
 
@@ -324,29 +356,53 @@ static int is_sql(int k)
 	return k == K_SQLDEC || k == K_SQLLOOK;
 }
 
+/* Whether --kinds (a comma-separated list; all if not given) names @name. */
+static int kind_on(const bench_opts *o, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = o->kinds; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, name, n) && (p[n] == ',' || !p[n]))
+			return 1;
+	return !o->kinds;
+}
+
 static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor *fln)
 {
 	unsigned int tmax = s->o->max_threads;
 	samples sm[8];
 	fh_reader fr[8];
-	bench_floor_reader flr[8], fln_r[8];
+	/* One reader (transaction) per floor kind: a pair of kinds inits both. */
+	bench_floor_reader flr[8], fln_r[8], flk[8], fli[8];
 	bench_sql_reader sr[8];
 	for (unsigned int t = 0; t < tmax; t++) {
 		samples_make(&sm[t], s, sql, s->o->seed + 1000u * t);
-		fr[t] = (fh_reader){ s->map, sm[t].inos, malloc(s->o->ops * FHMAP_FH_SIZE), sm[t].origins };
+		fr[t] = (fh_reader){ s->map,          sm[t].inos,  malloc(s->o->ops * FHMAP_FH_SIZE),
+			             sm[t].origins,   sm[t].parents, (const char(*)[SAMPLE_NAME])sm[t].names,
+			             sm[t].types };
 		if (!fr[t].fhs)
 			bench_die("out of memory", -ENOMEM);
-		flr[t] = (bench_floor_reader){ .f = fl, .keys = sm[t].inos };
+		flr[t] = (bench_floor_reader){ .f = fl, .keys = sm[t].inos, .origins = sm[t].origins };
+		flk[t] = fli[t] = flr[t];
 		fln_r[t] = (bench_floor_reader){ .f = fln, .keys = sm[t].inos };
 		sr[t] = (bench_sql_reader){ .s = sql, .fhs = sm[t].sqlfhs, .origins = sm[t].origins,
 		                            .expect = sm[t].inos };
 	}
-	const bench_kind *kinds[K_COUNT] = { &k_encode, &k_decode, &bench_floor_get, &bench_floor_named_get,
-		                             &bench_sql_decode, &k_lookup, &bench_sql_lookup_origin };
+	const bench_kind *kinds[K_COUNT] = { &k_encode,
+		                             &k_decode,
+		                             &bench_floor_get,
+		                             &bench_floor_named_get,
+		                             &bench_sql_decode,
+		                             &k_lookup,
+		                             &bench_sql_lookup_origin,
+		                             &k_bind_bound,
+		                             &bench_floor_lookup,
+		                             &bench_floor_index_get };
 	void *ctx[K_COUNT][8];
 	for (unsigned int t = 0; t < tmax; t++) {
-		ctx[K_ENCODE][t] = ctx[K_DECODE][t] = ctx[K_LOOKUP][t] = &fr[t];
+		ctx[K_ENCODE][t] = ctx[K_DECODE][t] = ctx[K_LOOKUP][t] = ctx[K_BIND][t] = &fr[t];
 		ctx[K_FLOOR][t] = &flr[t];
+		ctx[K_FLOOR_LOOKUP][t] = &flk[t];
+		ctx[K_FLOOR_INDEX][t] = &fli[t];
 		ctx[K_FLOOR_NAMED][t] = &fln_r[t];
 		ctx[K_SQLDEC][t] = ctx[K_SQLLOOK][t] = &sr[t];
 	}
@@ -365,7 +421,10 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor
 		fprintf(stderr, "  [%s] read side, repetition %u/%u\n", s->o->scale_label, rep + 1, s->o->reps);
 		for (unsigned int t = 1; t <= tmax; t++) {
 			for (int k = 0; k < K_COUNT; k++) {
-				if (!sql && is_sql(k))
+				/* Decode reads the handles encode writes. */
+				int on = kind_on(s->o, kinds[k]->name) ||
+				         (k == K_ENCODE && kind_on(s->o, k_decode.name));
+				if ((!sql && is_sql(k)) || !on)
 					continue;
 				bench_result r;
 				bench_measure(&r, kinds[k], ctx[k], t, s->o->ops);
@@ -375,7 +434,8 @@ static void read_side(scale_run *s, bench_sql *sql, bench_floor *fl, bench_floor
 			}
 			for (int f = 0; f < NPAIRS; f++) {
 				int a = pair_specs[f].a, b = pair_specs[f].b;
-				if (!sql && (is_sql(a) || is_sql(b)))
+				if ((!sql && (is_sql(a) || is_sql(b))) || !kind_on(s->o, kinds[a]->name) ||
+				    !kind_on(s->o, kinds[b]->name))
 					continue;
 				npair[f][t - 1] += bench_measure_paired(pairs[f][t - 1] + npair[f][t - 1], kinds[a],
 				                                        ctx[a], kinds[b], ctx[b], t, s->o->ops, block);
@@ -415,7 +475,7 @@ static void copyups(scale_run *s, const char *mode, uint64_t *rs)
 		} while (synth_is_dir(idx) || fhmap_get(&obj, s->map, s->inos[idx]) != 0 ||
 		         obj.state != FHMAP_STATE_ORIGIN);
 		fhmap_realfh up;
-		synth_realfh(&up, s->upper, idx, 0x40000000u);
+		bench_synth_realfh(&up, s->upper, idx, 0x40000000u);
 		uint64_t a = bench_now_ns();
 		int rc = fhmap_copyup_begin(s->map, s->inos[idx], s->upper);
 		uint64_t b = bench_now_ns();
@@ -498,9 +558,9 @@ static void scale_load(scale_run *s)
 static void floors_build(scale_run *s, bench_floor **raw, bench_floor **named)
 {
 	fprintf(stderr, "[%s] building the LMDB floors\n", s->o->scale_label);
-	int rc = bench_floor_build(raw, s->floordir[0], s->inos, s->n, s->vsize, 0);
+	int rc = bench_floor_build(raw, s->floordir[0], s->inos, s->lower, s->n, s->vsize, 0);
 	if (!rc)
-		rc = bench_floor_build(named, s->floordir[1], s->inos, s->n, s->vsize, 1);
+		rc = bench_floor_build(named, s->floordir[1], s->inos, s->lower, s->n, s->vsize, 1);
 	if (rc)
 		bench_die("floor build", rc);
 	char data[FHMAP_PATH_MAX];
@@ -583,7 +643,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: fhmap-bench --dir DIR [--scale N] [--label L] [--parts core,sqlite,copyup,e2e]\n"
 	        "                   [--ops N] [--reps N] [--threads N] [--batch N] [--commits N]\n"
-	        "                   [--files N] [--cold N] [--value-size N] [--seed N]\n"
+	        "                   [--files N] [--cold N] [--value-size N] [--seed N] [--kinds K,...]\n"
 	        "  --dir      work directory (created; holds the maps, databases, files)\n"
 	        "  --parts    core: encode/decode/lookup vs the LMDB floors (always run with\n"
 	        "             sqlite or copyup); sqlite: the SQLite mapping; copyup: durable\n"
@@ -595,7 +655,9 @@ static void usage(void)
 	        "  --batch    binds per batch commit (1000)\n"
 	        "  --commits  single copy-ups per sync mode (100)\n"
 	        "  --files    real files for the walk and end-to-end parts (20000)\n"
-	        "  --cold     resolves per method after drop_caches (2000)\n");
+	        "  --cold     resolves per method after drop_caches (2000)\n"
+	        "  --kinds    only these read-side kinds (and the ratios among them), comma-\n"
+	        "             separated: fhmap_decode,floor_mdb_get,... (for profiles)\n");
 }
 
 int main(int argc, char **argv)
@@ -605,7 +667,8 @@ int main(int argc, char **argv)
 		{ "parts", 1, NULL, 'p' },   { "ops", 1, NULL, 'o' },   { "reps", 1, NULL, 'r' },
 		{ "threads", 1, NULL, 't' }, { "batch", 1, NULL, 'b' }, { "commits", 1, NULL, 'c' },
 		{ "files", 1, NULL, 'f' },   { "cold", 1, NULL, 'C' },  { "value-size", 1, NULL, 'v' },
-		{ "seed", 1, NULL, 'S' },    { "help", 0, NULL, 'h' },  { NULL, 0, NULL, 0 }
+		{ "seed", 1, NULL, 'S' },    { "kinds", 1, NULL, 'k' }, { "help", 0, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
 	};
 	bench_opts o = { .scale = 100000, .ops = 200000, .batch = 1000, .commits = 100, .files = 20000,
 		         .cold = 2000, .reps = 3, .max_threads = 2, .seed = 1,
@@ -629,6 +692,7 @@ int main(int argc, char **argv)
 		case 'C': o.cold = num ? v : 0; break;
 		case 'v': o.vsize = num && v <= 512 ? v : (size_t)-1; break;
 		case 'S': o.seed = num ? v : 0; break;
+		case 'k': o.kinds = optarg; break;
 		case 'h': usage(); return 0;
 		default: usage(); return 2;
 		}

@@ -88,6 +88,25 @@ END {
 			       rlo[s, "decode_over_named_floor", t], rhi[s, "decode_over_named_floor", t]
 		}
 	}
+	# Issue 11: bind of an origin bound already is a read. Issue 14: the
+	# lookup checks its index hit against the record (bench/analysis.md).
+	n = split("bind_bound_over_floor bind_bound_over_lookup_floor lookup_over_lookup_floor lookup_over_index_floor lookup_floor_over_index_floor", rk, " ")
+	rlabel["bind_bound_over_floor"] = "bind of a bound origin ≤ 1.3× raw LMDB read floor (one mdb_get)"
+	rlabel["bind_bound_over_lookup_floor"] = "bind of a bound origin ≤ 1.3× LMDB lookup floor (index get + record get)"
+	rlabel["lookup_over_lookup_floor"] = "lookup checking its hit ≤ 1.05× LMDB lookup floor"
+	rlabel["lookup_over_index_floor"] = "(context) lookup vs LMDB index-get floor (what an unchecked lookup reads)"
+	rlabel["lookup_floor_over_index_floor"] = "(context) lookup floor vs index-get floor: the record get at LMDB's level"
+	rmax["bind_bound_over_floor"] = 1.3; rmax["bind_bound_over_lookup_floor"] = 1.3; rmax["lookup_over_lookup_floor"] = 1.05
+	for (j = 1; j <= n; j++)
+		for (i = 1; i <= nscales; i++) {
+			s = order[i]
+			for (t = 1; t <= 2; t++) {
+				if (!((s, rk[j], t) in ratio)) continue
+				r = ratio[s, rk[j], t]
+				printf "| %s | %s | %d | %.2f× (%.2f–%.2f) | %s |\n", rlabel[rk[j]], s, t, r, rlo[s, rk[j], t],
+				       rhi[s, rk[j], t], rk[j] in rmax ? verdict(r <= rmax[rk[j]]) : "–"
+			}
+		}
 	for (i = 1; i <= nscales; i++) {
 		s = order[i]
 		for (t = 1; t <= 2; t++) {
@@ -125,6 +144,11 @@ END {
 	print "mdb_txn_renew / mdb_get / copy / mdb_txn_reset per operation; the raw floor keeps them in LMDB's main"
 	print "table, as libfhmap does; `floor_named_mdb_get` in a named table beside five others, as libfhmap's"
 	print "format 1 did (see Analysis)."
+	print "The raw floor's environment also holds an origin index with libfhmap's keys (table byte, layer, handle"
+	print "type, handle bytes → object number), so its B-tree has libfhmap's entries: `floor_index_get` is one"
+	print "`mdb_get` of an index entry (what `fhmap_lookup_origin` read before it checked its hits),"
+	print "`floor_lookup` that get and then the `mdb_get` of the record it names, copied out (what a lookup that"
+	print "checks its hit must read). `fhmap_bind_bound` is `fhmap_bind` of an origin bound already (a read)."
 	print "`sqlite_decode` does the same MAC check on"
 	print "the same handle layout, then a prepared `SELECT ... WHERE ino=?` (WAL, mmap_size and a 256 MiB page"
 	print "cache, one connection per thread). `*_lookup_origin` is the reverse map: real handle → object."

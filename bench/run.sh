@@ -18,6 +18,7 @@
 # without root that part is reported as skipped.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 scales="100000 1000000"
 large=10000000
 build="$top/build-bench"
@@ -57,23 +58,6 @@ label() {
 	                       else if (n % 1000 == 0) printf "%dk", n / 1000; else printf "%d", n }'
 }
 
-# Other busy processes during the run say how noisy it was.
-busy() { ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 20 && $2 != "fhmap-bench" { printf "%s(%s%%) ", $2, $1 }'; }
-
-machine() {
-	local dirty=""
-	git -C "$top" status --porcelain lib include | grep -q . && dirty=", lib/ or include/ with uncommitted changes"
-	echo "@command bench/run.sh -s \"$scales\" -r $reps -n $ops -f $files"
-	echo "@machine kernel $(uname -r)"
-	echo "@machine cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
-	echo "@machine memory $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-	echo "@machine filesystem $(df -T "$work" | awk 'NR == 2 { print $2 " on " $1 }')"
-	echo "@machine libraries LMDB $(dpkg-query -W -f '${Version}' liblmdb0 2>/dev/null || echo ?)," \
-		"SQLite $(dpkg-query -W -f '${Version}' libsqlite3-0 2>/dev/null || echo ?), $(cc --version | head -1)"
-	echo "@machine source commit $(git -C "$top" rev-parse --short HEAD)$dirty"
-	echo "@machine load_before $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "@machine date $(date -u '+%Y-%m-%d %H:%M UTC')"
-}
 
 scale_runs() {
 	local s l parts start
@@ -84,7 +68,7 @@ scale_runs() {
 		echo "== scale $l ($parts)" >&2
 		start=$(date +%s)
 		"$bin" --dir "$work" --scale "$s" --label "$l" --parts "$parts" --reps "$reps" --ops "$ops"
-		echo "@machine busy_during_$l $(busy)"
+		echo "@machine busy_during_$l $(bench_busy fhmap-bench)"
 		echo "@seconds $l $(($(date +%s) - start)) $parts"
 		rm -rf "${work:?}"/*
 	done
@@ -104,16 +88,10 @@ strace_commits() {
 }
 
 measure() {
-	if [ ! -x "$bin" ]; then
-		cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-		cmake --build "$build" -j"$(nproc)" --target fhmap-bench
-	fi
-	if [ "$(grep -s CMAKE_BUILD_TYPE: "$build/CMakeCache.txt" | cut -d= -f2)" != Release ]; then
-		echo "run.sh: $build is not a Release build; results would mislead" >&2
-		exit 1
-	fi
+	bench_build "$top" "$build" fhmap-bench
 	mkdir -p "$work"
-	machine
+	echo "@command bench/run.sh -s \"$scales\" -r $reps -n $ops -f $files"
+	bench_machine "$top" "$work"
 	scale_runs
 	echo "== end to end ($files files)" >&2
 	"$bin" --dir "$work" --parts e2e --files "$files" --reps "$reps" --ops "$ops"

@@ -41,17 +41,23 @@ static int sql_exec(sqlite3 *db, const char *sql)
 }
 
 /* Read tuning a careful user would pick: map the file like LMDB does and
- * keep a large page cache, so the comparison is with SQLite at its best. */
-static int sql_open(sqlite3 **out, const char *path, int create)
+ * keep a large page cache, so the comparison is with SQLite at its best.
+ * @sync is the synchronous setting: FULL flushes the WAL at every commit
+ * (durable), NORMAL only at checkpoints. Writers of other connections are
+ * waited for (busy timeout), as a multi-threaded user would. */
+static int sql_open(sqlite3 **out, const char *path, int create, const char *sync)
 {
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	char pragmas[160];
 	if (sqlite3_open_v2(path, out, flags, NULL) != SQLITE_OK) {
 		int rc = sql_err(*out, path);
 		sqlite3_close(*out);
 		return rc;
 	}
-	return sql_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-	                      "PRAGMA mmap_size=68719476736; PRAGMA cache_size=-262144;");
+	sqlite3_busy_timeout(*out, 60000);
+	snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+	                                  "PRAGMA mmap_size=68719476736; PRAGMA cache_size=-262144;", sync);
+	return sql_exec(*out, pragmas);
 }
 
 static const char sql_schema[] =
@@ -60,7 +66,9 @@ static const char sql_schema[] =
 	"CREATE TABLE origin(fh BLOB PRIMARY KEY, ino INTEGER NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE upper(fh BLOB PRIMARY KEY, ino INTEGER NOT NULL) WITHOUT ROWID;";
 
-int bench_sql_create(bench_sql **out, const char *path)
+/* A connection with the insert statements; @create makes the database
+ * and its schema. */
+static int sql_new(bench_sql **out, const char *path, int create, const char *sync)
 {
 	bench_sql *s = calloc(1, sizeof *s);
 	if (!s)
@@ -70,8 +78,8 @@ int bench_sql_create(bench_sql **out, const char *path)
 	s->key[0] = bench_rand(&rs);
 	s->key[1] = bench_rand(&rs);
 	s->tag = (uint32_t)bench_rand(&rs);
-	int rc = sql_open(&s->db, path, 1);
-	if (!rc)
+	int rc = sql_open(&s->db, path, create, sync);
+	if (!rc && create)
 		rc = sql_exec(s->db, sql_schema);
 	if (!rc && (sqlite3_prepare_v2(s->db, "INSERT INTO object VALUES(?1,?2,?3,?4,?5,NULL,?6,?7)", -1,
 	                               &s->ins_obj, NULL) != SQLITE_OK ||
@@ -86,9 +94,21 @@ int bench_sql_create(bench_sql **out, const char *path)
 	return 0;
 }
 
+int bench_sql_create(bench_sql **out, const char *path)
+{
+	return sql_new(out, path, 1, "NORMAL");
+}
+
+int bench_sql_open_writer(bench_sql **out, const char *path, int full)
+{
+	return sql_new(out, path, 0, full ? "FULL" : "NORMAL");
+}
+
+/* IMMEDIATE: the write lock at once, so a writer waits (busy timeout)
+ * instead of failing on a snapshot another connection made stale. */
 int bench_sql_begin(bench_sql *s)
 {
-	return sql_exec(s->db, "BEGIN");
+	return sql_exec(s->db, "BEGIN IMMEDIATE");
 }
 
 int bench_sql_commit(bench_sql *s)
@@ -166,7 +186,7 @@ static int sql_tinit(void *tctx)
 {
 	bench_sql_reader *r = tctx;
 	sqlite3 *db;
-	int rc = sql_open(&db, r->s->path, 0);
+	int rc = sql_open(&db, r->s->path, 0, "NORMAL");
 	if (rc)
 		return rc;
 	sqlite3_stmt *a = NULL, *b = NULL;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,18 @@ int bench_mkdirs(const char *path)
 	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+void bench_synth_realfh(fhmap_realfh *fh, uint32_t layer, size_t idx, uint32_t salt)
+{
+	uint64_t rs = idx * 2654435761u + salt;
+	uint32_t ino32 = (uint32_t)idx + 12 + salt, gen = (uint32_t)bench_rand(&rs);
+	memset(fh, 0, offsetof(fhmap_realfh, data));
+	fh->layer = layer;
+	fh->type = 1;
+	fh->len = 8;
+	memcpy(fh->data, &ino32, 4);
+	memcpy(fh->data + 4, &gen, 4);
 }
 
 int bench_drop_caches(void)
