@@ -195,9 +195,11 @@ int fhmap__ovl_flush(fhmap *m)
 int fhmap__ovl_flush_with(fhmap *m, fhmap__write_fn fn, void *arg)
 {
 	fhmap__ovl *o = LM(m)->ovl;
+	unsigned long long upto = atomic_load(&o->commits); /* the role holder's: all of them */
 	int rc = flush(m, o, FLUSH_REPLAY | FLUSH_TOPUP, fn, arg);
 
 	if (rc == 0) {
+		atomic_store(&o->flushed, upto);
 		dirty_clear(o);
 		if (o->exclusive && fhmap__writers_lock(m, F_UNLCK) == 0)
 			o->exclusive = 0;
@@ -205,6 +207,14 @@ int fhmap__ovl_flush_with(fhmap *m, fhmap__write_fn fn, void *arg)
 		fhmap__log(m, FHMAP_LOG_ERROR, "deferred updates not committed yet: %s", fhmap_strerror(rc));
 	}
 	return rc;
+}
+
+int fhmap__ovl_durable(const fhmap *m)
+{
+	const fhmap__ovl *o = LM(m)->ovl;
+	unsigned long long commits = atomic_load(&o->commits);
+
+	return atomic_load(&o->flushed) >= commits;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -256,6 +266,7 @@ static int ovl_end(fhmap *m, fhmap__txn *t, int commit, unsigned int updates)
 		atomic_store(&o->live, 1);
 		if ((rc = fhmap__err(mdb_txn_commit(t->ovl))) == 0) {
 			o->entries += updates;
+			atomic_fetch_add(&o->commits, 1);
 			dirty_mark(o);
 		}
 	} else {

@@ -60,6 +60,9 @@ typedef struct fhmap__alloc {
 struct fhmap__backend;
 struct fhmap__wreq;
 
+/* Threads of the last group a leader waits for, at most. */
+#define FHMAP__GATHER_MAX 64
+
 /* Lock order: wq_lock (the writer role), then the store's own locks (see
  * lmdb.h, pg.c), then fd_lock. */
 struct fhmap {
@@ -85,6 +88,15 @@ struct fhmap {
 	struct fhmap__wreq *wq_head;  /* protected by wq_lock */
 	struct fhmap__wreq **wq_tail; /* protected by wq_lock */
 	int wq_busy;                  /* protected by wq_lock: a leader or batch writes */
+	/* Gathering: a leader waits up to gather_us (set by the backend at
+	 * open; 0: not at all) for the threads of the last group to queue
+	 * again, so that concurrent writers share one commit rather than
+	 * split into cohorts that take turns. */
+	unsigned int gather_us;
+	pthread_cond_t wq_gcond;
+	int wq_gathering;                            /* protected by wq_lock */
+	const void *wq_last[FHMAP__GATHER_MAX];       /* protected by wq_lock */
+	unsigned int wq_nlast;                       /* protected by wq_lock */
 
 	fhmap__alloc alloc;       /* protected by the writer role */
 	int alloc_reserved;       /* protected by the writer role: the transaction
@@ -141,6 +153,7 @@ typedef struct fhmap__wreq {
 	int rc;
 	int final;                /* rc stands even if the group is run again */
 	int done;                 /* protected by wq_lock: written, the caller may go */
+	const void *who;          /* the calling thread */
 	struct fhmap__wreq *next;
 } fhmap__wreq;
 
@@ -212,6 +225,9 @@ typedef struct fhmap__backend {
 	/* Writer role held: runs @fn in a transaction of its own, durable in
 	 * every mode. */
 	int (*write_durable)(fhmap *m, fhmap__write_fn fn, void *arg);
+	/* Every update that returned is durable already (fhmap_sync() needs
+	 * no commit). Any thread, no lock. */
+	int (*durable)(fhmap *m);
 	/* Batches, writer role held: begin; end with @commit 1 (0, -EAGAIN:
 	 * rolled back, redo, or -errno) or 0 (discard); roll back after update
 	 * error @rc poisoned it (returns what the caller gets: -EAGAIN or an

@@ -13,6 +13,7 @@
 
 #define DEFAULT_MAP_SIZE (64ull << 20)
 #define READ_SLOTS 32u
+#define GATHER_US 100u
 
 /* Environments open in this process. LMDB forbids opening one twice in a
  * process (closing the second copy would drop the first's locks). */
@@ -201,6 +202,9 @@ static int lm_open(fhmap *m, const char *path, const fhmap_open_options *o)
 		return rc;
 	}
 	m->store = lm;
+	/* A commit flushes (twice in full mode): a short wait for the writers
+	 * of the last group pays; the overlay's commits do not flush. */
+	m->gather_us = GATHER_US;
 	lm->max_map_size = o->max_map_size;
 	lm->nslots = READ_SLOTS;
 	if (!(lm->slots = aligned_alloc(64, lm->nslots * sizeof(*lm->slots)))) {
@@ -260,6 +264,15 @@ static int lm_write_durable(fhmap *m, fhmap__write_fn fn, void *arg)
 	if (LM(m)->ovl)
 		return fhmap__ovl_flush_with(m, fn, arg);
 	return fhmap__lm_write_durable(m, fn, arg);
+}
+
+/* Full mode: every commit is; lazy mode: not without a flush of the meta
+ * page; deferred mode: once the overlay's commits are in the map. */
+static int lm_durable(fhmap *m)
+{
+	if (LM(m)->ovl)
+		return fhmap__ovl_durable(m);
+	return m->sync == FHMAP_SYNC_FULL;
 }
 
 static void lm_group(fhmap *m, fhmap__wreq *g)
@@ -331,6 +344,7 @@ const fhmap__backend fhmap__lmdb = {
 	.cursor_close = fhmap__lm_cursor_close,
 	.group = lm_group,
 	.write_durable = lm_write_durable,
+	.durable = lm_durable,
 	.batch_begin = fhmap__lm_batch_begin,
 	.batch_end = fhmap__lm_batch_end,
 	.batch_rollback = fhmap__lm_batch_rollback,

@@ -114,6 +114,8 @@ struct fhmap__ovl {
 	int exclusive;        /* holds the writers' byte of fhmap.lock */
 	unsigned int entries; /* updates since the last flush */
 	uint64_t seq;         /* number of the contents (see deferred.c) */
+	atomic_ullong commits;  /* overlay commits so far (written by the role holder) */
+	atomic_ullong flushed;  /* of them, committed to the map */
 	/* The flusher thread. */
 	pthread_t thread;
 	unsigned int interval_ms;
@@ -138,6 +140,8 @@ int fhmap__ovl_close(fhmap *m, fhmap__write_fn extra, void *arg);
 int fhmap__ovl_flush(fhmap *m);
 int fhmap__ovl_flush_with(fhmap *m, fhmap__write_fn fn, void *arg);
 void fhmap__ovl_group(fhmap *m, fhmap__wreq *g);
+/* Every overlay commit so far is committed to the map. */
+int fhmap__ovl_durable(const fhmap *m);
 int fhmap__ovl_batch_begin(fhmap *m, fhmap__txn *t);
 int fhmap__ovl_batch_end(fhmap *m, fhmap__txn *t, int commit);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fhmap_int.h"
@@ -126,6 +127,14 @@ int fhmap_open(fhmap **out, const char *path, const fhmap_open_options *opts)
 	pthread_mutex_init(&m->fd_lock, NULL);
 	pthread_mutex_init(&m->wq_lock, NULL);
 	pthread_cond_init(&m->wq_cond, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&m->wq_gcond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	m->wq_tail = &m->wq_head;
 	fhmap__boot_id(m->boot);
 	if ((rc = m->be->open(m, path, &o)) != 0) {
@@ -149,6 +158,7 @@ void fhmap_close(fhmap *m)
 	pthread_mutex_destroy(&m->fd_lock);
 	pthread_mutex_destroy(&m->wq_lock);
 	pthread_cond_destroy(&m->wq_cond);
+	pthread_cond_destroy(&m->wq_gcond);
 	free(m->path);
 	free(m);
 }
