@@ -97,6 +97,20 @@ static unsigned int gather_missing(const fhmap *m)
 	return missing;
 }
 
+/* A group worth gathering for: its commit flushes, and the last one had
+ * several writers (one writer alone, or writers taking turns one at a
+ * time, wait for nobody). */
+static int gather_pays(const fhmap *m)
+{
+	const fhmap__wreq *q = m->wq_head;
+
+	if (!m->gather_us || m->wq_nlast < 2)
+		return 0;
+	while (m->gather_sync_only && q && q->fn)
+		q = q->next;
+	return q != NULL;
+}
+
 /* wq_lock held, writer role taken: waits (briefly) until every thread of
  * the last group has queued again. A writer that comes straight back, as
  * concurrent writers do, then joins this commit instead of the next; one
@@ -105,7 +119,7 @@ static void gather(fhmap *m)
 {
 	struct timespec until;
 
-	if (!m->gather_us || !gather_missing(m))
+	if (!gather_pays(m) || !gather_missing(m))
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_nsec += (long)m->gather_us * 1000;

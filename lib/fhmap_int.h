@@ -93,6 +93,7 @@ struct fhmap {
 	 * again, so that concurrent writers share one commit rather than
 	 * split into cohorts that take turns. */
 	unsigned int gather_us;
+	int gather_sync_only;         /* only for a group that flushes: one with a sync request */
 	pthread_cond_t wq_gcond;
 	int wq_gathering;                            /* protected by wq_lock */
 	const void *wq_last[FHMAP__GATHER_MAX];       /* protected by wq_lock */

@@ -203,8 +203,10 @@ static int lm_open(fhmap *m, const char *path, const fhmap_open_options *o)
 	}
 	m->store = lm;
 	/* A commit flushes (twice in full mode): a short wait for the writers
-	 * of the last group pays; the overlay's commits do not flush. */
+	 * of the last group pays; the overlay's commits do not flush, only
+	 * fhmap_sync()'s do. */
 	m->gather_us = GATHER_US;
+	m->gather_sync_only = o->sync == FHMAP_SYNC_DEFERRED;
 	lm->max_map_size = o->max_map_size;
 	lm->nslots = READ_SLOTS;
 	if (!(lm->slots = aligned_alloc(64, lm->nslots * sizeof(*lm->slots)))) {
