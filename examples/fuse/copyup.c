@@ -1,26 +1,35 @@
 /*
- * Copy-up, crash-safe through libfhmap's intent/commit:
- *   1. fhmap_copyup_begin() records the intent;
- *   2. the copy (data, mode, owner, times, xattrs) is made as
- *      work/cu-<ino> on the upper filesystem and fsynced;
- *   3. it is renamed into place (never replacing anything);
- *   4. its upper real handle is committed with fhmap_copyup_commit().
- * A crash before 3 leaves a temp file and an intent: the next mount aborts
- * the intent and removes the temp. A crash between 3 and 4 leaves the copy
- * in place: the next mount finds it and rolls the intent forward.
+ * Copy-up: an object on a lower layer gets its upper copy before anything
+ * changes it.
+ *
+ * Once per object: the first caller marks the node "copying" and does the
+ * work; callers that come meanwhile wait for it and then find the object
+ * upper (or, if it failed, try themselves). The copy is built with no lock
+ * held, as work/cu-<ino> on the upper filesystem: data (fsynced: a name
+ * that survives a crash has its data), mode, owner, times, xattrs, and the
+ * object's identity xattr, which names its origin (durable.c). Then, with
+ * the parent directory and the object locked, and the object's name hint
+ * checked against the parent (a rename moves it under the same locks), it
+ * is renamed into place, never replacing anything, and
+ * fhmap_copyup_adopt() records it in one step. A crash before the rename
+ * leaves a temporary the next mount removes; after it, the identity xattr
+ * lets the next mount adopt the copy if the map lost the update.
  *
  * Where the copy goes: a directory or a lower file with one link goes to
- * its name (the object's name hint) in its parent's upper directory, as in
- * overlayfs. A lower file with several links goes to work/index/<ino>
+ * its name in its parent's upper directory (the parent is copied up first),
+ * as in overlayfs. A lower file with several links goes to work/index/<ino>
  * instead and keeps, in trusted.fhmap.lowerlinks, how many of its lower
  * names are still visible: every name keeps resolving (through the origin
  * handle) to the one object, whose data now lives in the index, so all
  * names see the new content, and the union link count stays exact.
+ *
+ * Interrupted copy-ups of earlier versions (intents with
+ * fhmap_copyup_begin) are rolled forward or back at mount.
  */
 #define _GNU_SOURCE
 #include "unionfs.h"
 
-#include <dirent.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -29,13 +38,6 @@
 #include <string.h>
 #include <sys/xattr.h>
 #include <unistd.h>
-
-int ufs_tmp_name(char *buf, size_t size, const char *prefix)
-{
-	int n = snprintf(buf, size, "%s-%ld-%lu", prefix, (long)getpid(), ++ufs.tmp_seq);
-
-	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
 
 int ufs_xattr_private(const char *name)
 {
@@ -122,31 +124,31 @@ out:
 	return r;
 }
 
-/* Makes work/<tmp> a copy of the origin object src (opened O_PATH). */
-static int make_copy(const fhmap_object *obj, int src, const struct stat *st, const char *tmp)
+/* Opens the origin of @obj: for reading if it is a regular file. */
+static int open_origin(int *fd, struct ufs *u, const fhmap_object *obj)
 {
-	char wpath[FHMAP_PATH_MAX + 64], proc[64];
+	return fhmap_open_real(fd, u->map, &obj->origin, obj->type == S_IFREG ? O_RDONLY : O_PATH);
+}
+
+/* Makes work/<tmp> a copy of the origin object src (open_origin);
+ * -EEXIST when a temporary of that name is left. */
+static int make_copy(struct ufs *u, const fhmap_object *obj, int src, const struct stat *st, const char *tmp)
+{
+	char wpath[FHMAP_PATH_MAX];
 	int r = 0;
 
 	if (S_ISREG(st->st_mode)) {
-		int in, out;
+		int out = openat(u->work_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
-		r = fhmap_open_real(&in, ufs.map, &obj->origin, O_RDONLY);
-		if (r < 0)
-			return r;
-		out = openat(ufs.work_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (out < 0) {
-			r = -errno;
-			close(in);
-			return r;
-		}
-		r = copy_data(in, out);
+		if (out < 0)
+			return -errno;
+		r = copy_data(src, out);
+		/* a name that survives a crash has its data, as in overlayfs */
 		if (!r && fsync(out) < 0)
 			r = -errno;
-		close(in);
 		close(out);
 	} else if (S_ISDIR(st->st_mode)) {
-		if (mkdirat(ufs.work_fd, tmp, 0700) < 0)
+		if (mkdirat(u->work_fd, tmp, 0700) < 0)
 			r = -errno;
 	} else if (S_ISLNK(st->st_mode)) {
 		char target[FHMAP_PATH_MAX];
@@ -155,147 +157,182 @@ static int make_copy(const fhmap_object *obj, int src, const struct stat *st, co
 		if (n < 0)
 			return -errno;
 		target[n] = '\0';
-		if (symlinkat(target, ufs.work_fd, tmp) < 0)
+		if (symlinkat(target, u->work_fd, tmp) < 0)
 			r = -errno;
-	} else if (mknodat(ufs.work_fd, tmp, st->st_mode & (S_IFMT | 07777), st->st_rdev) < 0) {
+	} else if (mknodat(u->work_fd, tmp, st->st_mode & (S_IFMT | 07777), st->st_rdev) < 0) {
 		r = -errno;
 	}
 	if (r < 0)
 		return r;
-	ufs_proc_path(proc, sizeof(proc), ufs.work_fd);
-	snprintf(wpath, sizeof(wpath), "%s/%s", proc, tmp);
-	r = copy_xattrs(src, wpath);
-	if (!r && fchownat(ufs.work_fd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+	r = ufs_proc_at(wpath, sizeof(wpath), u->work_fd, tmp);
+	if (!r)
+		r = copy_xattrs(src, wpath);
+	if (!r && fchownat(u->work_fd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
 		r = -errno;
-	if (!r && !S_ISLNK(st->st_mode) && fchmodat(ufs.work_fd, tmp, st->st_mode & 07777, 0) < 0)
+	if (!r && !S_ISLNK(st->st_mode) && fchmodat(u->work_fd, tmp, st->st_mode & 07777, 0) < 0)
 		r = -errno;
 	struct timespec ts[2] = { st->st_atim, st->st_mtim };
-	if (!r && utimensat(ufs.work_fd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
+	if (!r && utimensat(u->work_fd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
 		r = -errno;
+	if (!r)
+		r = ufs_id_set(u, -1, wpath, obj, 1);
+	if (!r && !S_ISDIR(st->st_mode) && st->st_nlink > 1)
+		r = ufs_set_lowerlinks(u->work_fd, tmp, (long)st->st_nlink);
 	return r;
 }
 
-static void remove_any(int dirfd, const char *name)
+/* Moves work/<tmp> into place and records it, with the parent (unless the
+ * copy goes to the index) and the object locked. -EAGAIN: the object's
+ * name hint moved meanwhile; the caller starts again. */
+static int place_copy(struct ufs *u, struct ufs_node *n, struct ufs_node *parent, const char *tmp,
+                      const fhmap_realfh *fh)
 {
-	if (unlinkat(dirfd, name, 0) < 0 && (errno == EISDIR || errno == EPERM))
-		unlinkat(dirfd, name, AT_REMOVEDIR);
-}
+	struct ufs_dirref pd = { 0 };
+	fhmap_object rec;
+	char name[FHMAP_NAME_MAX + 1];
+	int dirfd = u->index_fd, r = 0;
 
-/* Where the copy of obj goes: its index slot or its name in the parent's
- * upper directory (copied up first). */
-static int copy_dest(int *dirfd, char *name, size_t size, const fhmap_object *obj, int to_index)
-{
-	fhmap_object parent;
-	int r;
-
-	if (to_index) {
-		*dirfd = dup(ufs.index_fd);
-		if (*dirfd < 0)
-			return -errno;
-		snprintf(name, size, "%" PRIu64, obj->ino);
-		return 0;
+	if (parent) {
+		ufs_node_wrlock(parent);
+		r = ufs_dir_get(&pd, u, parent);
+		dirfd = r == 0 ? pd.l->upper_fd : -1;
+		if (r == 0 && dirfd < 0)
+			r = -EIO; /* copied up before, never goes back */
 	}
-	r = ufs_copyup(&parent, obj->parent);
-	if (r == 0)
-		r = fhmap_open_real(dirfd, ufs.map, &parent.upper, O_RDONLY | O_DIRECTORY);
-	if (r == 0)
-		snprintf(name, size, "%s", obj->name);
+	ufs_node_wrlock(n);
+	if (parent)
+		snprintf(name, sizeof(name), "%s", n->obj.name);
+	else
+		snprintf(name, sizeof(name), "%" PRIu64, n->ino);
+	if (r == 0 && n->obj.state == FHMAP_STATE_UNLINKED)
+		r = -ESTALE; /* its last name went while it was copied */
+	else if (r == 0 && parent && n->obj.parent != parent->ino)
+		r = -EAGAIN;
+	if (r == 0 && renameat2(u->work_fd, tmp, dirfd, name, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r == 0) {
+		r = fhmap_copyup_adopt(&rec, u->map, n->ino, fh);
+		if (r < 0)
+			ufs_remove_any(dirfd, name);
+	}
+	if (r == 0) {
+		ufs_node_set_obj(n, &rec);
+		ufs_node_reset_fds(u, n); /* the live file moved */
+		pthread_mutex_lock(&n->mu);
+		n->indexed = !parent;
+		pthread_mutex_unlock(&n->mu);
+		atomic_fetch_add(&n->upper_gen, 1);
+	}
+	ufs_node_unlock(n);
+	if (parent) {
+		ufs_dir_put(&pd);
+		ufs_node_unlock(parent);
+	}
 	return r;
 }
 
-int ufs_copyup(fhmap_object *out, uint64_t ino)
+/* One copy-up of @n, whose node is marked copying. */
+static int copy_once(struct ufs *u, struct ufs_node *n)
 {
+	struct ufs_node *parent = NULL;
 	fhmap_object obj;
+	fhmap_realfh fh;
 	struct stat st;
-	char tmp[64], dname[FHMAP_NAME_MAX + 1];
-	int src = -1, dirfd = -1, placed = 0, r;
+	char tmp[64];
+	int src = -1, r;
 
-	r = ufs_obj_get(&obj, ino);
-	if (r < 0 || obj.state == FHMAP_STATE_UPPER) {
-		if (r == 0 && out)
-			*out = obj;
-		return r;
-	}
-	if (obj.state != FHMAP_STATE_ORIGIN || !obj.has_origin || ino == FHMAP_ROOT_INO)
-		return -EIO; /* an intent this process did not resolve */
-	r = fhmap_open_real(&src, ufs.map, &obj.origin, O_PATH);
+again:
+	ufs_node_obj(&obj, n);
+	if (obj.state == FHMAP_STATE_UPPER)
+		return 0; /* another caller finished it before we marked it */
+	if (obj.state != FHMAP_STATE_ORIGIN || !obj.has_origin || obj.ino == FHMAP_ROOT_INO)
+		return -EIO; /* an intent of another process */
+	r = open_origin(&src, u, &obj);
 	if (r < 0)
 		return r;
 	if (fstat(src, &st) < 0) {
 		r = -errno;
 		goto out;
 	}
-	int to_index = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
-	r = copy_dest(&dirfd, dname, sizeof(dname), &obj, to_index);
+	if (S_ISDIR(st.st_mode) || st.st_nlink == 1) {
+		r = ufs_node_hold(&parent, u, obj.parent);
+		if (r == 0)
+			r = ufs_copyup(u, parent);
+		if (r < 0)
+			goto out;
+	}
+	snprintf(tmp, sizeof(tmp), "cu-%" PRIu64, obj.ino);
+	r = make_copy(u, &obj, src, &st, tmp);
+	if (r == -EEXIST) { /* left by a failed copy-up */
+		ufs_remove_any(u->work_fd, tmp);
+		r = make_copy(u, &obj, src, &st, tmp);
+	}
+	if (r == 0)
+		r = fhmap_realfh_at(&fh, u->upper.id, u->work_fd, tmp);
+	if (r == 0)
+		r = place_copy(u, n, parent, tmp, &fh);
 	if (r < 0)
-		goto out;
-	r = fhmap_copyup_begin(ufs.map, ino, ufs.upper.id);
-	if (r < 0)
-		goto out;
-	snprintf(tmp, sizeof(tmp), "cu-%" PRIu64, ino);
-	remove_any(ufs.work_fd, tmp);
-	r = make_copy(&obj, src, &st, tmp);
-	if (!r && to_index) {
-		int fd = openat(ufs.work_fd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-
-		r = fd < 0 ? -errno : ufs_set_lowerlinks(fd, (long)st.st_nlink);
-		if (fd >= 0)
-			close(fd);
-	}
-	if (!r && renameat2(ufs.work_fd, tmp, dirfd, dname, RENAME_NOREPLACE) < 0)
-		r = -errno;
-	if (r < 0) {
-		remove_any(ufs.work_fd, tmp);
-		fhmap_copyup_abort(ufs.map, ino);
-		goto out;
-	}
-	placed = 1;
-	if (fsync(dirfd) < 0)
-		r = -errno;
-	fhmap_realfh u;
-	if (!r)
-		r = fhmap_realfh_at(&u, ufs.upper.id, dirfd, dname);
-	if (!r)
-		r = fhmap_copyup_commit(ufs.map, ino, &u);
-	if (!r) {
-		ufs.copyups++;
-		/* what the commit changed: no need to read the object again */
-		obj.state = FHMAP_STATE_UPPER;
-		obj.has_upper = 1;
-		obj.upper = u;
-		if (out)
-			*out = obj;
-	}
-	if (r < 0) {
-		if (placed)
-			remove_any(dirfd, dname);
-		fhmap_copyup_abort(ufs.map, ino);
-	}
+		ufs_remove_any(u->work_fd, tmp);
+	if (r == 0)
+		ufs_map_changed(u, 0); /* the identity xattr restores it */
 out:
+	close(src);
+	src = -1;
+	if (parent)
+		ufs_node_put(u, parent);
+	parent = NULL;
+	if (r == -EAGAIN)
+		goto again;
 	if (r < 0)
-		fprintf(stderr, "fhmap-unionfs: copy-up of object %" PRIu64 " failed: %s\n", ino,
-		        fhmap_strerror(r));
-	if (src >= 0)
-		close(src);
-	if (dirfd >= 0)
-		close(dirfd);
+		ufs_log("copy-up of object %" PRIu64 " failed: %s", obj.ino, fhmap_strerror(r));
+	return r;
+}
+
+int ufs_copyup(struct ufs *u, struct ufs_node *n)
+{
+	int r;
+
+	assert(ufs_locks_held() == 0); /* the copier locks parents and waits */
+	for (;;) {
+		ufs_node_rdlock(n);
+		fhmap_state state = n->obj.state;
+		ufs_node_unlock(n);
+		if (state == FHMAP_STATE_UPPER)
+			return 0;
+		if (state == FHMAP_STATE_UNLINKED)
+			return -ESTALE;
+		pthread_mutex_lock(&n->mu);
+		if (!n->copying) {
+			n->copying = 1;
+			pthread_mutex_unlock(&n->mu);
+			break;
+		}
+		while (n->copying)
+			pthread_cond_wait(&n->copied, &n->mu);
+		pthread_mutex_unlock(&n->mu);
+	}
+	r = copy_once(u, n);
+	pthread_mutex_lock(&n->mu);
+	n->copying = 0;
+	pthread_cond_broadcast(&n->copied);
+	pthread_mutex_unlock(&n->mu);
 	return r;
 }
 
 /* Finds the copy an interrupted copy-up already put in place. */
-static int pending_find(int *dirfd, char *name, size_t size, const fhmap_object *obj)
+static int pending_find(int *dirfd, char *name, size_t size, struct ufs *u, const fhmap_object *obj)
 {
 	fhmap_object parent;
 	struct stat st;
 
 	snprintf(name, size, "%" PRIu64, obj->ino);
-	if (fstatat(ufs.index_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		*dirfd = dup(ufs.index_fd);
+	if (fstatat(u->index_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		*dirfd = dup(u->index_fd);
 		return *dirfd < 0 ? -errno : 0;
 	}
-	if (fhmap_get(&parent, ufs.map, obj->parent) < 0 || parent.state != FHMAP_STATE_UPPER)
+	if (fhmap_get(&parent, u->map, obj->parent) < 0 || parent.state != FHMAP_STATE_UPPER)
 		return -ENOENT;
-	int r = fhmap_open_real(dirfd, ufs.map, &parent.upper, O_RDONLY | O_DIRECTORY);
+	int r = fhmap_open_real(dirfd, u->map, &parent.upper, O_RDONLY | O_DIRECTORY);
 	if (r < 0)
 		return r;
 	snprintf(name, size, "%s", obj->name);
@@ -306,79 +343,91 @@ static int pending_find(int *dirfd, char *name, size_t size, const fhmap_object 
 	return -ENOENT;
 }
 
-static void pending_resolve(const fhmap_copyup_intent *in)
+static void pending_resolve(struct ufs *u, const fhmap_copyup_intent *in)
 {
 	fhmap_object obj;
-	fhmap_realfh u;
+	fhmap_realfh fh;
 	char tmp[64], name[FHMAP_NAME_MAX + 1];
 	uint64_t other;
 	int dirfd, r;
 
 	snprintf(tmp, sizeof(tmp), "cu-%" PRIu64, in->ino);
-	remove_any(ufs.work_fd, tmp);
-	r = fhmap_get(&obj, ufs.map, in->ino);
+	ufs_remove_any(u->work_fd, tmp);
+	r = fhmap_get(&obj, u->map, in->ino);
 	if (r == 0)
-		r = pending_find(&dirfd, name, sizeof(name), &obj);
+		r = pending_find(&dirfd, name, sizeof(name), u, &obj);
 	if (r == 0) {
-		r = fhmap_realfh_at(&u, ufs.upper.id, dirfd, name);
+		r = fhmap_realfh_at(&fh, u->upper.id, dirfd, name);
 		close(dirfd);
-		if (r == 0 && fhmap_lookup_upper(&other, ufs.map, &u) != -ENOENT)
+		if (r == 0 && fhmap_lookup_upper(&other, u->map, &fh) != -ENOENT)
 			r = -EEXIST; /* that upper file belongs to another object */
 		if (r == 0)
-			r = fhmap_copyup_commit(ufs.map, in->ino, &u);
+			r = fhmap_copyup_commit(u->map, in->ino, &fh);
 		if (r == 0) {
-			fprintf(stderr, "fhmap-unionfs: interrupted copy-up of object %" PRIu64
-			        " (pid %" PRIu32 ") completed\n", in->ino, in->pid);
+			ufs_log("interrupted copy-up of object %" PRIu64 " (pid %" PRIu32 ") completed", in->ino,
+			        in->pid);
 			return;
 		}
 	}
-	r = fhmap_copyup_abort(ufs.map, in->ino);
-	fprintf(stderr, "fhmap-unionfs: interrupted copy-up of object %" PRIu64 " (pid %" PRIu32
-	        ") rolled back%s%s\n", in->ino, in->pid, r ? ": " : "", r ? fhmap_strerror(r) : "");
+	r = fhmap_copyup_abort(u->map, in->ino);
+	ufs_log("interrupted copy-up of object %" PRIu64 " (pid %" PRIu32 ") rolled back%s%s", in->ino, in->pid,
+	        r ? ": " : "", r ? fhmap_strerror(r) : "");
 }
 
-int ufs_recover_pending(void)
+int ufs_recover_pending(struct ufs *u)
 {
 	fhmap_copyup_intent *in;
 	size_t n = 0;
-	int r = fhmap_copyup_pending(NULL, 0, &n, ufs.map);
+	int r = fhmap_copyup_pending(NULL, 0, &n, u->map);
 
 	if (r < 0 || n == 0)
 		return r;
 	in = calloc(n, sizeof(*in));
 	if (!in)
 		return -ENOMEM;
-	r = fhmap_copyup_pending(in, n, &n, ufs.map);
+	r = fhmap_copyup_pending(in, n, &n, u->map);
 	for (size_t i = 0; r == 0 && i < n; i++)
-		pending_resolve(&in[i]);
+		pending_resolve(u, &in[i]);
 	free(in);
 	return r;
 }
 
-/* Removes temporaries left in the work dir by an earlier run (after the
- * intents were resolved). */
-int ufs_work_clean(void)
+int ufs_copy_again(struct ufs *u, const fhmap_object *obj)
 {
-	struct dirent *de;
-	int r = 0;
-	DIR *dir = ufs_opendir_at(ufs.work_fd, &r);
+	fhmap_object parent, upd = *obj;
+	struct stat st;
+	char tmp[64], name[FHMAP_NAME_MAX + 1];
+	int src, dirfd = -1, r = open_origin(&src, u, obj);
 
-	if (!dir)
+	if (r < 0)
 		return r;
-	while ((de = readdir(dir))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-		    !strcmp(de->d_name, UFS_INDEX_NAME))
-			continue;
-		if (de->d_type == DT_DIR) {
-			int fd = openat(ufs.work_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-			if (fd >= 0) {
-				ufs_clear_whiteouts(fd);
-				close(fd);
-			}
-		}
-		remove_any(ufs.work_fd, de->d_name);
+	if (fstat(src, &st) < 0) {
+		r = -errno;
+	} else if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+		dirfd = dup(u->index_fd);
+		r = dirfd < 0 ? -errno : 0;
+		snprintf(name, sizeof(name), "%" PRIu64, obj->ino);
+	} else if ((r = fhmap_get(&parent, u->map, obj->parent)) == 0) {
+		r = parent.state == FHMAP_STATE_UPPER
+		            ? fhmap_open_real(&dirfd, u->map, &parent.upper, O_RDONLY | O_DIRECTORY)
+		            : -EAGAIN; /* its parent first */
+		snprintf(name, sizeof(name), "%s", obj->name);
 	}
-	closedir(dir);
-	return 0;
+	snprintf(tmp, sizeof(tmp), "cu-%" PRIu64, obj->ino);
+	if (r == 0) {
+		ufs_remove_any(u->work_fd, tmp);
+		r = make_copy(u, obj, src, &st, tmp);
+	}
+	if (r == 0)
+		r = fhmap_realfh_at(&upd.upper, u->upper.id, u->work_fd, tmp);
+	if (r == 0 && renameat2(u->work_fd, tmp, dirfd, name, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r == 0 && (r = fhmap_object_update(u->map, &upd)) < 0)
+		ufs_remove_any(dirfd, name);
+	if (r < 0)
+		ufs_remove_any(u->work_fd, tmp);
+	close(src);
+	if (dirfd >= 0)
+		close(dirfd);
+	return r;
 }

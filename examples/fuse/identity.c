@@ -6,25 +6,17 @@
  * gets it through examples/ganesha's preload library, knfsd through
  * `fsid=<uuid>` in /etc/exports.
  */
-#define FUSE_USE_VERSION 312
 #define _GNU_SOURCE
-#include "unionfs.h"
+#include "ops.h"
 
 #include <errno.h>
-#include <fuse_lowlevel.h>
 #include <uuid/uuid.h>
 
 void ufs_reply_map_uuid(fuse_req_t req, size_t size)
 {
-	fhmap_info info;
 	char text[37];
-	int r = fhmap_info_get(&info, ufs.map);
 
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
-	uuid_unparse_lower(info.uuid, text);
+	uuid_unparse_lower(ufs_of(req)->map_uuid, text);
 	if (size == 0)
 		fuse_reply_xattr(req, 36);
 	else if (size < 36)

@@ -2,6 +2,9 @@
 # End-to-end tests of fhmap-unionfs on real kernel FUSE mounts.
 #   fuse-e2e.sh BINARY FH_TOOL CASE
 # CASE: union | handles | restart | forged | recovery | overlayfs | random | options
+#       | crash | stress
+# crash and stress also need FHMAP_CTL (fhmapctl) and, for stress,
+# FHMAP_STRESS (tests/fuse/stress.c) in the environment.
 # Needs root and /dev/fuse; exits 77 (skipped) with a message otherwise.
 # Every mount and daemon it starts is torn down on exit, also on failure.
 set -u
@@ -44,8 +47,11 @@ expect() { if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: got '$2', want '$3'"
 # expect_match DESCRIPTION ACTUAL REGEX
 expect_match() { if [[ $2 =~ $3 ]]; then ok "$1"; else fail "$1: '$2' does not match '$3'"; fi; }
 
+# start [OPTIONS]: mounts the union, with more -o options if given (and
+# those of FHMAP_FUSE_OPTS: the suite can run with -o writeback, threads=1...)
 start() {
-	"$BIN" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/up,db=$DB" "$M" -f 2>>"$T/daemon.log" &
+	local o=${FHMAP_FUSE_OPTS:-}${FHMAP_FUSE_OPTS:+${1:+,}}${1:-}
+	"$BIN" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/up,db=$DB${o:+,$o}" "$M" -f 2>>"$T/daemon.log" &
 	PID=$!
 	for _ in $(seq 400); do
 		mounted "$M" && return 0
@@ -547,8 +553,113 @@ case_options() {
 	mounted "$M" && fail "mounted despite layer mismatch" || ok "not mounted on layer mismatch"
 }
 
+# A crash, after creates, mkdirs, copy-ups and lookups whose map updates
+# were not committed yet (the flush interval is a minute): a daemon crash
+# (SIGKILL), or a system crash, simulated by giving the deferred updates'
+# overlay the name of an earlier boot's (libfhmap then drops it, as it
+# would after a reboot; data.mdb holds only its last durable state).
+crash_one() {
+	local mode=$1 kind=$2 k labels=() born=()
+	rm -rf "$T/up" "$DB"
+	mkdir "$T/up"
+	start "sync=$mode,flush_interval=60000"
+	for k in 0 1 2 3; do stat "$M/a$k" >/dev/null; labels+=("a$k=$M/a$k"); done
+	for k in 0 1 2 3; do
+		echo "born $k" >"$M/n$k"
+		mkdir -p "$M/nd$k/deep"
+		echo "inner $k" >"$M/nd$k/deep/f"
+		echo "appended $k" >>"$M/b$k"
+		echo "below $k" >>"$M/ld/c$k"
+		labels+=("n$k=$M/n$k" "nd$k=$M/nd$k" "deep$k=$M/nd$k/deep" "f$k=$M/nd$k/deep/f" "b$k=$M/b$k"
+		         "c$k=$M/ld/c$k")
+		born+=("n$k" "nd$k" "deep$k" "f$k" "b$k" "c$k")
+	done
+	labels+=("ld=$M/ld")
+	"$TOOL" save "$T/h" "${labels[@]}" || fail "save handles"
+	"$TOOL" open "$M" "$T/h" >"$T/h.before"
+	sync
+	kill -KILL "$PID"
+	wait "$PID" 2>/dev/null
+	PID=""
+	fusermount3 -u "$M" 2>/dev/null || umount -l "$M"
+	if [ "$kind" = system ]; then
+		local ovl n=0
+		for ovl in "$DB"/deferred-*.mdb; do
+			[ -e "$ovl" ] || continue
+			mv "$ovl" "$DB/deferred-00000000-0000-4000-8000-00000000000$n.mdb"
+			[ -e "$ovl-lock" ] && mv "$ovl-lock" "$DB/deferred-00000000-0000-4000-8000-00000000000$n.mdb-lock"
+			n=$((n + 1))
+		done
+		expect "$mode/$kind: the updates were still deferred" "$n" 1
+	fi
+	: >"$T/daemon.log"
+	start "sync=$mode,flush_interval=60000"
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/h.after"
+	local l want got bad=0 stale=0
+	for l in "${born[@]}" ld; do
+		want=$(field "$l" "$T/h.before"); got=$(field "$l" "$T/h.after")
+		[ "$got" = "$want" ] || { fail "$mode/$kind: handle $l: '$got', want '$want'"; bad=1; }
+	done
+	for k in 0 1 2 3; do
+		want=$(field "a$k" "$T/h.before"); got=$(field "a$k" "$T/h.after")
+		if [ "$got" = ESTALE ] && [ "$mode/$kind" = deferred/system ]; then
+			stale=$((stale + 1))
+			[ "$(ino "$M/a$k")" != "$(echo "$want" | sed 's/^ok ino=\([0-9]*\).*/\1/')" ] ||
+				{ fail "$mode/$kind: a$k is ESTALE but keeps its st_ino"; bad=1; }
+		elif [ "$got" != "$want" ]; then
+			fail "$mode/$kind: handle a$k of a lower file: '$got', want '$want'"; bad=1
+		fi
+	done
+	[ "$bad" = 0 ] && ok "$mode/$kind: every surviving object's handle opens it; $stale lower handles ESTALE, none another object"
+	# deferred: everything made since the mount is restored from the upper
+	# layer; full: only what came after its last sync
+	if [ "$mode/$kind" = deferred/system ]; then
+		expect_match "$mode/$kind: the recovery is logged" "$(cat "$T/daemon.log")" "recovery: [1-9][0-9]* objects restored"
+	elif [ "$kind" = system ]; then
+		expect_match "$mode/$kind: the recovery is logged" "$(cat "$T/daemon.log")" "recovery: [0-9]+ objects restored, [0-9]+ copy-ups adopted"
+	fi
+	stop
+	"$CTL" check "$DB" --deep >"$T/check.out" 2>&1
+	expect "$mode/$kind: fhmapctl check --deep is clean" "$?" 0 || cat "$T/check.out"
+}
+
+case_crash() {
+	[ -x "${FHMAP_CTL:-}" ] || { echo "FAIL: FHMAP_CTL (fhmapctl) not given"; exit 1; }
+	CTL=$FHMAP_CTL
+	mkdir -p "$T/l1/ld"
+	for k in 0 1 2 3; do
+		echo "lower a$k" >"$T/l1/a$k"; echo "lower b$k" >"$T/l1/b$k"; echo "lower c$k" >"$T/l1/ld/c$k"
+	done
+	crash_one deferred system
+	crash_one full system
+	for mode in deferred full lazy; do crash_one "$mode" process; done
+}
+
+# Many threads changing the union at once (tests/fuse/stress.c), then a
+# remount: the map is consistent and every handle reaches its own object.
+case_stress() {
+	[ -x "${FHMAP_CTL:-}" ] && [ -x "${FHMAP_STRESS:-}" ] ||
+		{ echo "FAIL: FHMAP_CTL and FHMAP_STRESS not given"; exit 1; }
+	local threads=${FHMAP_STRESS_THREADS:-8} secs=${FHMAP_STRESS_SECONDS:-8} n=12 k
+	mkdir -p "$T/l1/lower"
+	for k in $(seq 0 $((n - 1))); do echo "lower $k" >"$T/l1/lower/f$k"; done
+	start
+	"$FHMAP_STRESS" run "$M" "$threads" "$secs" "$T/stress.out"
+	expect "$threads threads for $secs s: no operation failed unexplained" "$?" 0
+	kill -0 "$PID" 2>/dev/null && ok "daemon alive after the stress" || fail "daemon died"
+	stop
+	"$FHMAP_CTL" check "$DB" --deep >"$T/check.out" 2>&1
+	expect "fhmapctl check --deep is clean after the stress" "$?" 0 || cat "$T/check.out"
+	start
+	drop_caches
+	"$FHMAP_STRESS" verify "$M" "$T/stress.out" "$n"
+	expect "after a remount every handle opens its own object or is ESTALE with no name left" "$?" 0
+	stop
+}
+
 case "$CASE" in
-union | handles | restart | forged | recovery | overlayfs | random | options) "case_$CASE" ;;
+union | handles | restart | forged | recovery | overlayfs | random | options | crash | stress) "case_$CASE" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 finish
