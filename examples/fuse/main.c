@@ -4,7 +4,8 @@
  *   fhmap-unionfs -o lowerdir=L1:L2,upperdir=U,db=PATH[,workdir=W] MOUNTPOINT [-f]
  *   mount -t fuse.fhmap-unionfs SOURCE MOUNTPOINT -o lowerdir=...   (SOURCE ignored)
  *
- * Startup, in order: the layers, the map (in the mode -o sync chooses),
+ * Startup, in order: without -f, a fork (the parent waits for the child to
+ * mount, and reports its failure: the map must not cross a fork); the layers, the map (in the mode -o sync chooses),
  * the layers checked against it, the work dir, interrupted copy-ups, the
  * union root, the work dir's temporaries, the recovery after a system
  * crash; then the session loop on -o threads threads.
@@ -479,10 +480,10 @@ static int serve(struct ufs *u, struct fuse_args *args, const struct fuse_cmdlin
 		return 1;
 	if (fuse_set_signal_handlers(se) == 0) {
 		if (fuse_session_mount(se, cmd->mountpoint) == 0) {
-			fuse_daemonize(cmd->foreground);
-			/* service.c: syslog once stderr is /dev/null, readiness */
-			if (!cmd->foreground)
-				ufs_service_log_to_syslog(); /* says itself when it fails */
+			if (cmd->foreground)
+				fuse_daemonize(1); /* only cd / */
+			else
+				ufs_service_detached(); /* stderr is syslog from now on */
 			int nr = ufs_service_notify_ready(cmd->mountpoint);
 			if (nr < 0)
 				ufs_log("cannot notify readiness: %s", strerror(-nr));
@@ -546,6 +547,12 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	umask(0); /* modes come from the kernel already masked */
+	if (!cmd.foreground && (r = ufs_service_detach()) < 0) {
+		fprintf(stderr, "fhmap-unionfs: cannot detach: %s\n", strerror(-r));
+		r = 1;
+		goto out;
+	}
+	r = 1;
 	u.pid = (long)getpid();
 	raise_fd_limit(&u);
 	if (open_layers(&u, &o) == 0 && open_map(&u, &o) == 0)

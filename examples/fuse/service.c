@@ -7,6 +7,7 @@
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_log.h>
 #include <linux/magic.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -25,6 +27,7 @@
 #define UFS_IDENT "fhmap-unionfs"
 
 static int to_syslog;
+static int detach_fd = -1; /* the child's end of the pipe its parent waits on */
 
 /* One syslog record per line written to stderr, without our own prefix
  * (syslog adds the identifier). */
@@ -75,6 +78,57 @@ int ufs_service_log_to_syslog(void)
 	fuse_set_log_func(fuse_log_syslog);
 	to_syslog = 1;
 	return 0;
+}
+
+int ufs_service_detach(void)
+{
+	int p[2], status;
+	char done;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+
+		close(p[0]);
+		close(p[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		detach_fd = p[1];
+		return 0;
+	}
+	close(p[1]);
+	if (read(p[0], &done, 1) == 1)
+		_exit(0);
+	/* ended, or will, without mounting: its status is ours */
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+void ufs_service_detached(void)
+{
+	int null = open("/dev/null", O_RDWR);
+	const char done = 1;
+
+	if (setsid() < 0 || chdir("/") < 0)
+		fprintf(stderr, UFS_IDENT ": detaching: %s\n", strerror(errno));
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		if (null > 2)
+			close(null);
+	}
+	ufs_service_log_to_syslog(); /* says itself when it fails */
+	if (write(detach_fd, &done, 1) != 1)
+		syslog(LOG_ERR, "cannot release the parent: %s", strerror(errno));
+	close(detach_fd);
+	detach_fd = -1;
 }
 
 /* The mount answers once a statfs and a stat of its root return: both

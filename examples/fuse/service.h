@@ -8,6 +8,25 @@
 #define FHMAP_UNIONFS_SERVICE_H
 
 /*
+ * Detaching, in two steps, so that nothing crosses a fork that must not (the
+ * map's LMDB environments and flusher thread belong to the process that
+ * opened them) and a mount that fails still tells its caller why:
+ * ufs_service_detach() forks before the daemon opens anything; the parent
+ * waits, and exits 0 once the child calls ufs_service_detached() (the union
+ * is mounted), or with the child's exit status when it ends before that, its
+ * messages written to the caller's stderr. Returns 0 in the child or a
+ * negative errno (no child).
+ */
+int ufs_service_detach(void);
+
+/*
+ * In the child of ufs_service_detach(), once mounted: a session of its own,
+ * / as working directory, stdin, stdout and stderr on /dev/null, messages to
+ * syslog (ufs_service_log_to_syslog()), and the parent released.
+ */
+void ufs_service_detached(void);
+
+/*
  * From now on, everything written to stderr (the daemon's and libfuse's
  * messages) goes to syslog (the journal, where journald runs). Call once,
  * after detaching. Returns 0 or a negative errno (then said to syslog).
