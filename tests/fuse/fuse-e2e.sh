@@ -2,10 +2,10 @@
 # End-to-end tests of fhmap-unionfs on real kernel FUSE mounts.
 #   fuse-e2e.sh BINARY FH_TOOL CASE
 # CASE: union | handles | restart | forged | recovery | overlayfs | random | options
-#       | crash | stress | fileops | exchange | tmpfile
+#       | crash | stress | fileops | exchange
 # crash and stress also need FHMAP_CTL (fhmapctl) and, for stress,
-# FHMAP_STRESS (tests/fuse/stress.c) in the environment; exchange and
-# tmpfile FHMAP_POSIX (tests/fuse/posix_tool.c).
+# FHMAP_STRESS (tests/fuse/stress.c) in the environment; exchange
+# FHMAP_POSIX (tests/fuse/posix_tool.c).
 # Needs root and /dev/fuse; exits 77 (skipped) with a message otherwise.
 # Every mount and daemon it starts is torn down on exit, also on failure.
 set -u
@@ -805,7 +805,7 @@ case_exchange() {
 }
 
 case "$CASE" in
-union | handles | restart | forged | recovery | overlayfs | random | options | crash | stress | fileops | exchange | tmpfile)
+union | handles | restart | forged | recovery | overlayfs | random | options | crash | stress | fileops | exchange)
 	"case_$CASE" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
