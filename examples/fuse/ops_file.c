@@ -242,7 +242,8 @@ void ufs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
  * (default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE); the upper filesystem's
  * answer is the reply, except ENOSYS, after which the kernel would send no
  * fallocate again for any file. */
-void ufs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, struct fuse_file_info *fi)
+void ufs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                      struct fuse_file_info *fi)
 {
 	int r = fallocate(ufs_file_fd(fi), mode, off, len) < 0 ? -errno : 0;
 
