@@ -104,8 +104,10 @@ int ufs_open_flags(const struct ufs *u, int flags)
 {
 	/* O_DIRECT is the kernel's to honour: it sends direct I/O on the union
 	 * file straight to the daemon, bypassing its page cache; the layer file
-	 * is written from FUSE's unaligned buffers, which O_DIRECT refuses */
-	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT);
+	 * is written from FUSE's unaligned buffers, which O_DIRECT refuses.
+	 * O_NOFOLLOW was the kernel's too (it never opens a symlink through
+	 * FUSE), and would refuse the /proc/self/fd link files are opened by */
+	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW);
 	/* with a writeback cache the kernel reads to fill pages of files open
 	 * for writing, and appends itself */
 	if (atomic_load(&((struct ufs *)u)->writeback)) {

@@ -696,6 +696,7 @@ case_fileops() {
 	both "ZERO_RANGE beyond the end, KEEP_SIZE" 'fallocate -z -n -o 60K -l 8K big && stat -c %s big && md5sum big'
 	both "default mode extends" 'fallocate -o 64K -l 64K big && stat -c %s big && md5sum big'
 	both "bad range" 'fallocate -o 0 -l 0 big; stat -c %s big'
+	both "open(O_NOFOLLOW) of lower and upper files (cp -a)" 'mkdir cp && cp -a ro small new cp/ && md5sum cp/*'
 	expect "lower layer untouched" "$(md5sum <"$T/l1/big")" "$(md5sum <"$T/o/l1/big")"
 	# the kernel's FUSE module refuses these itself (fs/fuse/file.c), before
 	# any daemon sees them; overlayfs passes them to ext4
