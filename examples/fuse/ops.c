@@ -127,6 +127,7 @@ const struct fuse_lowlevel_ops ufs_ops = {
 	.write_buf = ufs_op_write_buf,
 	.release = ufs_op_release,
 	.fsync = ufs_op_fsync,
+	.fallocate = ufs_op_fallocate,
 	.opendir = ufs_op_opendir,
 	.readdir = ufs_op_readdir,
 	.readdirplus = ufs_op_readdirplus,

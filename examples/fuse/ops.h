@@ -76,6 +76,8 @@ void ufs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct 
 void ufs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
                       struct fuse_file_info *fi);
 void ufs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ufs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                      struct fuse_file_info *fi);
 void ufs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 
 /* identity.c: answers a getxattr of UFS_XATTR_MAP_UUID. */

@@ -1,5 +1,5 @@
 /*
- * Open files: open, read, write, fsync, release.
+ * Open files: open, read, write, fallocate, fsync, release.
  *
  * There is no flush: a local upper filesystem reports no deferred write
  * error at close, so FLUSH had nothing to tell and cost two requests per
@@ -13,6 +13,13 @@
  * up (by another open, a link, ...), so it never reads stale lower data:
  * the switch happens once, and the lower fd stays open until release
  * because another read may still be using it.
+ *
+ * Direct I/O (O_DIRECT) is done by the kernel: it sends every read and
+ * write of such a file to the daemon, past its page cache. The layer file
+ * is opened without O_DIRECT (ufs_open_flags), as virtiofsd does by
+ * default: its buffers are FUSE's, not aligned, and the upper layer's page
+ * cache then holds what a write returned, as for any other write (fsync
+ * makes it durable; O_DIRECT alone never promised that).
  */
 #define _GNU_SOURCE
 #include "ops.h"
@@ -228,4 +235,18 @@ void ufs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
 	if (r == 0)
 		r = ufs_map_sync(ufs_of(req));
 	ufs_reply_err(req, r);
+}
+
+/* The file is open for writing, so it lives on the upper layer already
+ * (open copied it up). The kernel passes on only the modes FUSE knows
+ * (default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE); the upper filesystem's
+ * answer is the reply, except ENOSYS, after which the kernel would send no
+ * fallocate again for any file. */
+void ufs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                      struct fuse_file_info *fi)
+{
+	int r = fallocate(ufs_file_fd(fi), mode, off, len) < 0 ? -errno : 0;
+
+	(void)ino;
+	ufs_reply_err(req, r == -ENOSYS ? -EOPNOTSUPP : r);
 }

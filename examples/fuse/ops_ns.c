@@ -18,7 +18,8 @@
  *
  * Removal leaves a whiteout where a lower entry would show through
  * (RENAME_WHITEOUT makes removing the upper entry and the whiteout one
- * step). A file that loses its last name while open keeps its node's fd,
+ * step). RENAME_EXCHANGE copies both objects up and swaps their upper
+ * entries; both hints follow. A file that loses its last name while open keeps its node's fd,
  * so that it stays usable until the kernel forgets it.
  */
 #define _GNU_SOURCE
@@ -101,10 +102,12 @@ static int whiteout_at(int dirfd, const char *name)
 
 int ufs_open_flags(const struct ufs *u, int flags)
 {
-	/* O_NOFOLLOW (cp -a, tar) was the kernel's to honour on the union's
-	 * name; on our reopen through /proc/self/fd it would refuse the magic
-	 * link itself (ELOOP) */
-	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW);
+	/* O_DIRECT is the kernel's to honour: it sends direct I/O on the union
+	 * file straight to the daemon, bypassing its page cache; the layer file
+	 * is written from FUSE's unaligned buffers, which O_DIRECT refuses.
+	 * O_NOFOLLOW was the kernel's too (it never opens a symlink through
+	 * FUSE), and would refuse the /proc/self/fd link files are opened by */
+	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW);
 	/* with a writeback cache the kernel reads to fill pages of files open
 	 * for writing, and appends itself */
 	if (atomic_load(&((struct ufs *)u)->writeback)) {
@@ -622,6 +625,17 @@ static int rename_lock_dirs(struct rename *c)
 	return r;
 }
 
+/* RENAME_EXCHANGE of two objects: the target moves too, so it must be on
+ * the upper layer as well and must not move into its own subtree. */
+static int exchange_check(struct rename *c)
+{
+	if (c->t.obj.state != FHMAP_STATE_UPPER)
+		return 2;
+	if (c->t.obj.type == S_IFDIR && c->cross && is_ancestor(c->u, c->t.obj.ino, c->sd->n->ino))
+		return -EINVAL;
+	return 0;
+}
+
 /* Everything that can refuse the rename, with the directories locked.
  * 1: nothing to do; 2: something must be copied up first. */
 static int rename_check(struct rename *c)
@@ -647,11 +661,13 @@ static int rename_check(struct rename *c)
 		return r;
 	c->t_found = r == 0;
 	if (!c->t_found)
-		return 0;
+		return c->flags & RENAME_EXCHANGE ? -ENOENT : 0;
 	if (c->flags & RENAME_NOREPLACE)
 		return -EEXIST;
 	if (c->t.obj.ino == c->s.obj.ino)
 		return 1; /* two names of one object */
+	if (c->flags & RENAME_EXCHANGE)
+		return exchange_check(c);
 	if (sdir && c->t.obj.type != S_IFDIR)
 		return -ENOTDIR;
 	if (!sdir && c->t.obj.type == S_IFDIR)
@@ -744,6 +760,67 @@ static int move_upper(struct rename *c)
 	return 0;
 }
 
+/* The name @oldp/@oldname of @n (locked exclusively) is now
+ * @newp/@newname: its hint follows, in the map and in the node. */
+static int rename_record(struct ufs *u, struct ufs_node *n, uint64_t oldp, const char *oldname, uint64_t newp,
+                         const char *newname)
+{
+	int r = fhmap_rename(u->map, n->ino, newp, newname);
+
+	if (r == 0) {
+		fhmap_object obj = n->obj;
+
+		obj.parent = newp;
+		snprintf(obj.name, sizeof(obj.name), "%s", newname);
+		ufs_node_set_obj(n, &obj);
+		if (obj.type != S_IFDIR)
+			ufs_links_move(u, n, oldp, oldname, newp, newname);
+	}
+	return r;
+}
+
+/* An object in the index seen at a lower name gets an upper entry there
+ * (a link to its index copy, which then counts instead of the lower
+ * name), so that the name can be exchanged on the upper layer. */
+static int exchange_materialize(struct ufs *u, struct ufs_entry *e, struct nsdir *d, const char *name)
+{
+	int r;
+
+	if (e->s.on_upper)
+		return 0;
+	r = link_at(u, e->n, d->ref.l->upper_fd, name, 0);
+	return r == 0 ? drop_lowerlink(u, e->n) : r;
+}
+
+/* RENAME_EXCHANGE with everything locked: both names get upper entries,
+ * moved directories are marked as by a rename, the entries are swapped
+ * in one step and both hints follow. Lower entries stay covered, so no
+ * whiteout is needed. */
+static int exchange_locked(struct rename *c)
+{
+	struct ufs *u = c->u;
+	int r = 0;
+
+	if (c->s.n->obj.state != FHMAP_STATE_UPPER || c->t.n->obj.state != FHMAP_STATE_UPPER)
+		return -ENOENT; /* changed between the resolution and the lock */
+	if (c->s.obj.type == S_IFDIR)
+		r = mark_dir_move(u, c->s.n);
+	if (r == 0 && c->t.obj.type == S_IFDIR)
+		r = mark_dir_move(u, c->t.n);
+	if (r == 0)
+		r = exchange_materialize(u, &c->s, c->sd, c->name);
+	if (r == 0)
+		r = exchange_materialize(u, &c->t, c->dd, c->newname);
+	if (r == 0 && renameat2(c->sd->ref.l->upper_fd, c->name, c->dd->ref.l->upper_fd, c->newname,
+	                        RENAME_EXCHANGE) < 0)
+		r = -errno;
+	if (r == 0)
+		r = rename_record(u, c->s.n, c->sd->n->ino, c->name, c->dd->n->ino, c->newname);
+	if (r == 0)
+		r = rename_record(u, c->t.n, c->dd->n->ino, c->newname, c->sd->n->ino, c->name);
+	return r;
+}
+
 /* With everything locked: moves the name, records it, forgets a replaced
  * object that lost its last name. */
 static int rename_locked(struct rename *c)
@@ -764,15 +841,8 @@ static int rename_locked(struct rename *c)
 		r = ufs_node_keep_fd(u, c->t.n);
 	if (r == 0)
 		r = c->s.s.on_upper ? move_upper(c) : move_indexed(c);
-	if (r == 0 && (r = fhmap_rename(u->map, c->s.n->ino, c->dd->n->ino, c->newname)) == 0) {
-		fhmap_object obj = c->s.n->obj;
-
-		obj.parent = c->dd->n->ino;
-		snprintf(obj.name, sizeof(obj.name), "%s", c->newname);
-		ufs_node_set_obj(c->s.n, &obj);
-		if (obj.type != S_IFDIR)
-			ufs_links_move(u, c->s.n, c->sd->n->ino, c->name, c->dd->n->ino, c->newname);
-	}
+	if (r == 0)
+		r = rename_record(u, c->s.n, c->sd->n->ino, c->name, c->dd->n->ino, c->newname);
 	if (r < 0 || !c->t_found)
 		return r;
 	if (c->t.obj.type == S_IFDIR)
@@ -803,7 +873,7 @@ static int do_rename(struct rename *c, uint64_t parent, uint64_t newparent)
 			r = rename_check(c);
 		if (r == 0) {
 			rename_lock_objects(c);
-			r = rename_locked(c);
+			r = c->flags & RENAME_EXCHANGE ? exchange_locked(c) : rename_locked(c);
 		}
 		if (r != 2) {
 			rename_unlock(c);
@@ -839,8 +909,8 @@ void ufs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino
 	c.name = name;
 	c.newname = newname;
 	c.flags = flags;
-	if (flags & ~(unsigned int)RENAME_NOREPLACE) {
-		ufs_reply_err(req, -EINVAL); /* RENAME_EXCHANGE and RENAME_WHITEOUT */
+	if (flags & ~(unsigned int)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		ufs_reply_err(req, -EINVAL); /* RENAME_WHITEOUT, as overlayfs */
 		return;
 	}
 	r = strlen(newname) > FHMAP_NAME_MAX ? -ENAMETOOLONG : do_rename(&c, parent, newparent);

@@ -2,9 +2,10 @@
 # End-to-end tests of fhmap-unionfs on real kernel FUSE mounts.
 #   fuse-e2e.sh BINARY FH_TOOL CASE
 # CASE: union | handles | restart | forged | recovery | overlayfs | random | options
-#       | crash | stress
+#       | crash | stress | fileops | exchange
 # crash and stress also need FHMAP_CTL (fhmapctl) and, for stress,
-# FHMAP_STRESS (tests/fuse/stress.c) in the environment.
+# FHMAP_STRESS (tests/fuse/stress.c) in the environment; exchange
+# FHMAP_POSIX (tests/fuse/posix_tool.c).
 # Needs root and /dev/fuse; exits 77 (skipped) with a message otherwise.
 # Every mount and daemon it starts is torn down on exit, also on failure.
 set -u
@@ -31,7 +32,7 @@ mounted() { grep -q " $1 fuse" /proc/self/mounts; }
 
 cleanup() {
 	if mounted "$M"; then fusermount3 -u "$M" 2>/dev/null || umount -l "$M"; fi
-	if mounted "$T/ovl"; then umount "$T/ovl"; fi
+	if grep -q " $T/ovl " /proc/self/mounts; then umount "$T/ovl"; fi
 	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
 		kill "$PID"
 		wait "$PID" 2>/dev/null
@@ -662,8 +663,155 @@ case_stress() {
 	stop
 }
 
+# A copy of the layers as they are now, mounted with the kernel's overlayfs
+# at $T/ovl (with an upper and a work dir of its own): the same operations
+# on it and on the union must give the same results.
+ovl_twin() {
+	mkdir -p "$T/o/up" "$T/o/wk" "$T/ovl"
+	cp -a "$T/l1" "$T/l2" "$T/o/"
+	mount -t overlay overlay -o "lowerdir=$T/o/l1:$T/o/l2,upperdir=$T/o/up,workdir=$T/o/wk,redirect_dir=on,index=on" \
+		"$T/ovl" || skip "overlayfs with redirect_dir=on,index=on cannot be mounted here"
+}
+
+# both DESCRIPTION COMMANDS: runs the shell COMMANDS in the union and in
+# the overlayfs twin; output and exit status must be the same.
+both() {
+	local got want
+	got=$(cd "$M" && eval "$2" 2>&1; echo "status $?")
+	want=$(cd "$T/ovl" && eval "$2" 2>&1; echo "status $?")
+	expect "$1 (as overlayfs)" "$got" "$want"
+}
+
+# fallocate(2) in every mode and O_DIRECT reads and writes, on new files and
+# on lower ones (copied up first), against overlayfs on the same layers.
+case_fileops() {
+	head -c 2M /dev/urandom >"$T/data"
+	head -c 64K /dev/urandom >"$T/l1/big"; echo small >"$T/l1/small"; head -c 64K /dev/urandom >"$T/l2/ro"
+	cp "$T/l1/big" "$T/l1/big2"
+	ovl_twin
+	start
+	"$TOOL" save "$T/h" big="$M/big" small="$M/small" ro="$M/ro" || fail "save handles"
+	local bi
+	bi=$(ino "$M/big")
+	both "fallocate of a new file" 'fallocate -l 1M new && stat -c %s new && md5sum new'
+	both "KEEP_SIZE on a lower file" 'fallocate -n -o 0 -l 1M small && stat -c "%s %b" small && cat small'
+	both "PUNCH_HOLE on a lower file" 'fallocate -p -o 4096 -l 8192 big && stat -c %s big && md5sum big'
+	both "ZERO_RANGE" 'fallocate -z -o 0 -l 4096 big && stat -c %s big && md5sum big'
+	both "ZERO_RANGE beyond the end, KEEP_SIZE" 'fallocate -z -n -o 60K -l 8K big && stat -c %s big && md5sum big'
+	both "default mode extends" 'fallocate -o 64K -l 64K big && stat -c %s big && md5sum big'
+	both "bad range" 'fallocate -o 0 -l 0 big; stat -c %s big'
+	both "open(O_NOFOLLOW) of lower and upper files (cp -a)" 'mkdir cp && cp -a ro small new cp/ && md5sum cp/*'
+	expect "lower layer untouched" "$(md5sum <"$T/l1/big")" "$(md5sum <"$T/o/l1/big")"
+	# the kernel's FUSE module refuses these itself (fs/fuse/file.c), before
+	# any daemon sees them; overlayfs passes them to ext4
+	expect "COLLAPSE_RANGE and INSERT_RANGE: EOPNOTSUPP from the kernel's FUSE" \
+		"$(cd "$M" && fallocate -c -o 0 -l 4096 big2 2>&1; fallocate -i -o 0 -l 4096 big2 2>&1; md5sum <big2)" \
+		"fallocate: fallocate failed: Operation not supported
+fallocate: fallocate failed: Operation not supported
+$(md5sum <"$T/l1/big2")"
+
+	local dd="dd status=none"
+	both "O_DIRECT write of 4 KiB to a new file" "$dd if=$T/data of=y bs=4096 count=1 oflag=direct && md5sum y"
+	both "O_DIRECT writes of 1 MiB, then O_DIRECT reads" \
+		"$dd if=$T/data of=y2 bs=1M count=2 oflag=direct && $dd if=y2 bs=1M iflag=direct | md5sum"
+	both "O_DIRECT write into a lower file" \
+		"$dd if=$T/data of=big2 bs=4096 seek=2 count=3 oflag=direct conv=notrunc && md5sum big2"
+	both "O_DIRECT read of a lower file" "$dd if=ro bs=8192 iflag=direct | md5sum"
+	both "O_DIRECT read of 4 KiB at an offset" "$dd if=y2 bs=4096 skip=7 count=1 iflag=direct | md5sum"
+	both "O_DIRECT|O_SYNC write" "$dd if=$T/data of=y3 bs=64K count=4 oflag=direct,sync && md5sum y3"
+	expect "ro stayed on the lower layer" "$(ls "$T/up/ro" 2>&1)" "ls: cannot access '$T/up/ro': No such file or directory"
+	# the union does direct I/O of any size and alignment, as FUSE does
+	$dd if="$T/data" of="$M/odd" bs=100 count=3 oflag=direct
+	expect "O_DIRECT write of 100 bytes" "$(cmp <(head -c 300 "$T/data") "$M/odd" && echo same)" same
+	expect "same tree as overlayfs" "$(full_dump "$M" | grep -v ' ./odd ')" "$(full_dump "$T/ovl")"
+	drop_caches
+	"$TOOL" open "$M" "$T/h" >"$T/o1"
+	expect "handle of a file copied up by fallocate reads its new data" "$(field big "$T/o1" | cut -d' ' -f1-2)" \
+		"ok ino=$bi"
+	expect "and the same object as its name" "$(ino "$M/big")" "$bi"
+	stop
+	start
+	expect "same contents after a remount" "$(full_dump "$M" | grep -v ' ./odd ')" "$(full_dump "$T/ovl")"
+	stop
+}
+
+# renameat2(RENAME_EXCHANGE) of files and directories, lower, upper and
+# mixed, in one directory and across directories; RENAME_NOREPLACE and
+# RENAME_WHITEOUT; against overlayfs, then every handle taken before.
+case_exchange() {
+	[ -x "${FHMAP_POSIX:-}" ] || { echo "FAIL: FHMAP_POSIX not given"; exit 1; }
+	mkdir -p "$T/l1/d1/sub" "$T/l1/d2" "$T/l2/d1" "$T/l1/p/q"
+	echo f1 >"$T/l1/f1"; echo f2 >"$T/l1/f2"; echo x >"$T/l1/d1/x"; echo lx >"$T/l2/d1/lx"; echo y >"$T/l1/d2/y"
+	echo hl >"$T/l1/hl1"; ln "$T/l1/hl1" "$T/l1/p/hl2"; echo q >"$T/l1/p/q/qf"; echo s >"$T/l1/d1/sub/s"
+	ovl_twin
+	start
+	echo u1 >"$M/u1"; echo u2 >"$M/u2"; mkdir "$M/nd"; echo nz >"$M/nd/z"
+	echo u1 >"$T/ovl/u1"; echo u2 >"$T/ovl/u2"; mkdir "$T/ovl/nd"; echo nz >"$T/ovl/nd/z"
+	"$TOOL" save "$T/h" f1="$M/f1" f2="$M/f2" u1="$M/u1" u2="$M/u2" d1="$M/d1" d2="$M/d2" nd="$M/nd" \
+		x="$M/d1/x" lx="$M/d1/lx" y="$M/d2/y" z="$M/nd/z" hl1="$M/hl1" q="$M/p/q" qf="$M/p/q/qf" \
+		sub="$M/d1/sub" || fail "save handles"
+	local x="$FHMAP_POSIX rename2" want
+	local if1 if2 iu1 iu2 id1 id2 ind ihl iq isub
+	if1=$(ino "$M/f1"); if2=$(ino "$M/f2"); iu1=$(ino "$M/u1"); iu2=$(ino "$M/u2"); id1=$(ino "$M/d1")
+	id2=$(ino "$M/d2"); ind=$(ino "$M/nd"); ihl=$(ino "$M/hl1"); iq=$(ino "$M/p/q"); isub=$(ino "$M/d1/sub")
+	both "exchange two upper files" "$x u1 u2 exchange; cat u1 u2"
+	both "exchange two lower files" "$x f1 f2 exchange; cat f1 f2"
+	both "exchange a lower and an upper file" "$x f1 u1 exchange; cat f1 u1"
+	both "exchange two lower directories (one merged across layers)" "$x d1 d2 exchange; ls d1 d2"
+	both "exchange an upper and a lower directory" "$x nd d1 exchange; ls nd d1"
+	both "exchange a file and a directory across directories" "$x u2 d2/sub exchange; ls d2 d2/sub; cat u2"
+	both "exchange a lower hardlink and a lower directory across directories" \
+		"$x hl1 p/q exchange; cat p/hl2 q/qf; ls -d hl1; cat p/q"
+	both "exchange two names of one file" "$x hl1 hl1 exchange; $x q/qf q/qf exchange; cat q/qf"
+	both "exchange with a missing target" "$x f1 nothere exchange; $x nothere f1 exchange"
+	both "exchange a directory with its own child" "$x d2 d2/sub/s exchange"
+	both "exchange into its own subtree" "$x nd/y nd exchange; $x d1 d2/sub exchange"
+	both "RENAME_EXCHANGE|RENAME_NOREPLACE" "$x f1 f2 exchange,noreplace"
+	both "RENAME_NOREPLACE over an existing name" "$x f1 f2 noreplace; $x f1 f3 noreplace; cat f3"
+	both "RENAME_WHITEOUT" "$x f2 f4 whiteout; cat f2"
+	expect "same tree as overlayfs" "$(tree_dump "$M")" "$(tree_dump "$T/ovl")"
+	# where each object ended: f1 at f2, f2 at u1, u2 at f3, u1 at d1; d1 at
+	# d2 (its sub at u2), d2 at nd, nd at d2/sub; hl1 at p/q (and p/hl2), q
+	# at hl1
+	check_exchanged() {
+		local o="$T/o$1"
+		"$TOOL" open "$M" "$T/h" >"$o"
+		expect "$2: files exchanged twice keep their objects" \
+			"$(field f1 "$o") $(field f2 "$o") $(field u1 "$o") $(field u2 "$o")" \
+			"ok ino=$if1 data=f1 ok ino=$if2 data=f2 ok ino=$iu1 data=u1 ok ino=$iu2 data=u2"
+		expect "$2: at their new names" "$(ino "$M/f2") $(ino "$M/u1") $(ino "$M/f3") $(ino "$M/d1")" \
+			"$if1 $if2 $iu2 $iu1"
+		expect "$2: directories reconnect to their new paths" \
+			"$(field d1 "$o") $(field d2 "$o") $(field nd "$o") $(field sub "$o")" \
+			"ok ino=$id1 dir=$M/d2 ok ino=$id2 dir=$M/nd ok ino=$ind dir=$M/d2/sub ok ino=$isub dir=$M/u2"
+		expect "$2: files inside them" "$(field x "$o") $(field lx "$o") $(field z "$o") $(field y "$o")" \
+			"ok ino=$(ino "$M/d2/x") data=x ok ino=$(ino "$M/d2/lx") data=lx ok ino=$(ino "$M/d2/sub/z") data=nz ok ino=$(ino "$M/nd/y") data=y"
+		expect "$2: hardlink and directory exchanged across directories" \
+			"$(field hl1 "$o") $(field q "$o") $(field qf "$o")" \
+			"ok ino=$ihl data=hl ok ino=$iq dir=$M/hl1 ok ino=$(ino "$M/hl1/qf") data=q"
+		expect "$2: both names of the hardlink" "$(ino "$M/p/q") $(ino "$M/p/hl2") $(stat -c %h "$M/p/q")" \
+			"$ihl $ihl 2"
+	}
+	drop_caches
+	check_exchanged 1 "after drop_caches"
+	stop
+	start
+	drop_caches
+	check_exchanged 2 "after a remount"
+	want=$(tree_dump "$M")
+	expect "same tree after a remount" "$want" "$(tree_dump "$T/ovl")"
+	stop
+	umount "$T/ovl"
+	# overlayfs reads the layers the union wrote (upper as the top lower)
+	mount -t overlay overlay -o "ro,redirect_dir=follow,lowerdir=$T/up:$T/l1:$T/l2" "$T/ovl" ||
+		skip "overlayfs cannot mount the union's layers"
+	expect "overlayfs reads the exchanged layers" "$(tree_dump "$T/ovl")" "$want"
+	umount "$T/ovl"
+}
+
 case "$CASE" in
-union | handles | restart | forged | recovery | overlayfs | random | options | crash | stress) "case_$CASE" ;;
+union | handles | restart | forged | recovery | overlayfs | random | options | crash | stress | fileops | exchange)
+	"case_$CASE" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 finish
