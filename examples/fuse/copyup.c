@@ -293,6 +293,8 @@ int ufs_copyup(struct ufs *u, struct ufs_node *n)
 	int r;
 
 	assert(ufs_locks_held() == 0); /* the copier locks parents and waits */
+	if (u->upper.fd < 0)
+		return -EROFS; /* a union of lower layers only */
 	for (;;) {
 		ufs_node_rdlock(n);
 		fhmap_state state = n->obj.state;

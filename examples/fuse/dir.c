@@ -7,9 +7,10 @@
  *
  * A directory object opens its upper part by its upper handle and its
  * lower part by its origin handle; the path of the origin below its layer
- * root (read from /proc/self/fd of the connected directory fd) gives the
- * same directory on the layers below. That path never changes, so a
- * renamed lower directory keeps merging with its lower directories.
+ * root (read from /proc/self/fd of the connected directory fd), looked up
+ * as overlayfs does (lowers.c), gives the directories of the layers below.
+ * That path never changes, so a renamed lower directory keeps merging with
+ * its lower directories.
  */
 #define _GNU_SOURCE
 #include "unionfs.h"
@@ -74,11 +75,11 @@ static int lower_path(char **out, int fd, const struct ufs_layer *l)
 	return *out ? 0 : -ENOMEM;
 }
 
-/* Opens the lower stack of a directory object: its origin, then the same
- * path on every lower layer below, up to a non-directory, a whiteout or an
- * opaque directory. */
+/* Opens the lower stack of a directory object: its origin, then the
+ * directories overlayfs merges with it on the layers below (lowers.c). */
 static int open_lowers(struct ufs_layers *l, struct ufs *u, const fhmap_object *obj)
 {
+	struct ufs_walk w;
 	size_t first;
 	int fd, r = layer_index(u, obj->origin.layer, &first);
 
@@ -89,28 +90,26 @@ static int open_lowers(struct ufs_layers *l, struct ufs *u, const fhmap_object *
 		return r;
 	l->lower[l->nlower].id = u->lowers[first].id;
 	l->lower[l->nlower++].fd = fd;
-	if (first + 1 == u->nlowers || ufs_fd_opaque(fd))
+	if (first + 1 == u->nlowers)
 		return 0; /* nothing below to merge with */
 	r = lower_path(&l->lpath, fd, &u->lowers[first]);
-	for (size_t i = first + 1; r == 0 && i < u->nlowers; i++) {
-		struct stat st;
-
-		if (fstatat(u->lowers[i].fd, l->lpath, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT)
-				continue;
-			return -errno;
+	if (r == 0)
+		r = ufs_walk_init(&w, l->lpath);
+	/* the origin's own layer: for the markers on its path */
+	if (r == 0 && (r = ufs_walk_layer(&fd, &w, u, first)) == 0)
+		close(fd);
+	for (size_t i = first + 1; r == 0 && !w.stop && i < u->nlowers; i++) {
+		r = ufs_walk_layer(&fd, &w, u, i);
+		if (r == -ENOENT) {
+			r = 0;
+			continue;
 		}
-		if (!S_ISDIR(st.st_mode))
-			break;
-		fd = openat(u->lowers[i].fd, l->lpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		l->lower[l->nlower].id = u->lowers[i].id;
-		l->lower[l->nlower++].fd = fd;
-		if (ufs_fd_opaque(fd))
-			break;
+		if (r == 0) {
+			l->lower[l->nlower].id = u->lowers[i].id;
+			l->lower[l->nlower++].fd = fd;
+		}
 	}
-	return r;
+	return r == -ENOENT ? 0 : r;
 }
 
 int ufs_layers_open(struct ufs_layers **out, struct ufs *u, const fhmap_object *obj)

@@ -2,13 +2,17 @@
  * fhmap-unionfs: options, layer registration, mount and shutdown.
  *
  *   fhmap-unionfs -o lowerdir=L1:L2,upperdir=U,db=PATH[,workdir=W] MOUNTPOINT [-f]
+ *   fhmap-unionfs -o lowerdir=L1:L2,db=PATH MOUNTPOINT    (read-only union)
  *   mount -t fuse.fhmap-unionfs SOURCE MOUNTPOINT -o lowerdir=...   (SOURCE ignored)
  *
  * Startup, in order: without -f, a fork (the parent waits for the child to
  * mount, and reports its failure: the map must not cross a fork); the layers, the map (in the mode -o sync chooses),
  * the layers checked against it, the work dir, interrupted copy-ups, the
  * union root, the work dir's temporaries, the recovery after a system
- * crash; then the session loop on -o threads threads.
+ * crash; then the session loop on -o threads threads. Without an upper
+ * layer there is no work dir and nothing to recover: the union is mounted
+ * read-only, and a later mount with an upper layer registers it in the map
+ * and keeps every object.
  *
  * Exit status: 0 after a clean unmount (also on SIGTERM/SIGINT/SIGHUP),
  * 1 when the layers, db or mount fail, 2 for bad usage.
@@ -85,12 +89,12 @@ static int ufs_opt_proc(void *data, const char *arg, int key, struct fuse_args *
 
 static void usage(const char *prog)
 {
-	printf("usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...],upperdir=U,db=PATH[,workdir=W] "
+	printf("usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...][,upperdir=U],db=PATH[,workdir=W] "
 	       "[options]\n\n"
 	       "A union filesystem whose NFS file handles survive copy-up, rename,\n"
 	       "hardlinks, restarts and crashes (libfhmap %s).\n\n"
 	       "    -o lowerdir=L1:L2        read-only layers, topmost first\n"
-	       "    -o upperdir=U            writable layer\n"
+	       "    -o upperdir=U            writable layer (none: a read-only union)\n"
 	       "    -o db=PATH               handle map (created on first mount)\n"
 	       "    -o workdir=W             work directory on U's filesystem\n"
 	       "                             (default: U/" UFS_WORK_NAME ", hidden)\n"
@@ -186,6 +190,8 @@ static int open_layers(struct ufs *u, const struct ufs_options *o)
 		fprintf(stderr, "fhmap-unionfs: lowerdir: no layer given\n");
 		return -1;
 	}
+	if (!o->upperdir)
+		return 0; /* a read-only union */
 	if (open_layer(&u->upper, "upperdir", o->upperdir) < 0)
 		return -1;
 	return check_overlap(u);
@@ -198,11 +204,14 @@ static void print_layers(const fhmap_layer *l, size_t n)
 		        l[i].root);
 }
 
-/* Registers the layers in a new map, or checks them against an old one. */
+/* Registers the layers in a new map, or checks them against an old one.
+ * The map of a union of lower layers only gets the upper layer at the
+ * first mount that gives one: its objects stay what they were. */
 static int check_layers(struct ufs *u, const char *db)
 {
 	fhmap_layer *have;
-	size_t n = 0, want = u->nlowers + 1;
+	int has_upper = u->upper.root != NULL;
+	size_t n = 0, want = u->nlowers + (size_t)has_upper;
 	int r = fhmap_layer_list(NULL, 0, &n, u->map);
 
 	if (r < 0)
@@ -210,7 +219,7 @@ static int check_layers(struct ufs *u, const char *db)
 	if (n == 0) {
 		for (size_t i = 0; r == 0 && i < u->nlowers; i++)
 			r = fhmap_layer_add(&u->lowers[i].id, u->map, FHMAP_LAYER_LOWER, u->lowers[i].root);
-		if (r == 0)
+		if (r == 0 && has_upper)
 			r = fhmap_layer_add(&u->upper.id, u->map, FHMAP_LAYER_UPPER, u->upper.root);
 		if (r < 0)
 			goto fail;
@@ -220,7 +229,8 @@ static int check_layers(struct ufs *u, const char *db)
 	if (!have)
 		return -1;
 	r = fhmap_layer_list(have, n, &n, u->map);
-	int ok = r == 0 && n == want;
+	int add_upper = has_upper && n == u->nlowers;
+	int ok = r == 0 && (n == want || add_upper);
 	for (size_t i = 0; ok && i < n; i++) {
 		struct ufs_layer *l = i < u->nlowers ? &u->lowers[i] : &u->upper;
 		fhmap_layer_role role = i < u->nlowers ? FHMAP_LAYER_LOWER : FHMAP_LAYER_UPPER;
@@ -235,9 +245,12 @@ static int check_layers(struct ufs *u, const char *db)
 		fprintf(stderr, "but the options give:\n");
 		for (size_t i = 0; i < u->nlowers; i++)
 			fprintf(stderr, "  lower %s\n", u->lowers[i].root);
-		fprintf(stderr, "  upper %s\n(use fhmapctl to rebase moved layers)\n", u->upper.root);
+		fprintf(stderr, "  upper %s\n(use fhmapctl to rebase moved layers)\n",
+		        has_upper ? u->upper.root : "none");
 	}
 	free(have);
+	if (r == 0 && ok && add_upper)
+		r = fhmap_layer_add(&u->upper.id, u->map, FHMAP_LAYER_UPPER, u->upper.root);
 	if (r < 0)
 		goto fail;
 	return ok ? 0 : -1;
@@ -253,9 +266,9 @@ static int check_root(struct ufs *u)
 {
 	fhmap_realfh lower, upper;
 	fhmap_object obj;
-	int fd, r = fhmap_realfh_at(&lower, u->lowers[0].id, u->lowers[0].fd, "");
+	int created = 0, fd, r = fhmap_realfh_at(&lower, u->lowers[0].id, u->lowers[0].fd, "");
 
-	if (r == 0)
+	if (r == 0 && u->upper.fd >= 0)
 		r = fhmap_realfh_at(&upper, u->upper.id, u->upper.fd, "");
 	if (r < 0) {
 		fprintf(stderr, "fhmap-unionfs: layers must support file handles: %s\n", fhmap_strerror(r));
@@ -268,7 +281,7 @@ static int check_root(struct ufs *u)
 		return -1;
 	}
 	close(fd);
-	r = fhmap_object_bind(&obj, NULL, u->map, &lower, 0, "", S_IFDIR);
+	r = fhmap_object_bind(&obj, &created, u->map, &lower, 0, "", S_IFDIR);
 	if (r == -EEXIST || (r == 0 && obj.ino != FHMAP_ROOT_INO)) {
 		fprintf(stderr, "fhmap-unionfs: lowerdir '%s' is not the directory this db was made for\n",
 		        u->lowers[0].root);
@@ -283,10 +296,10 @@ static int check_root(struct ufs *u)
 		}
 		return 0;
 	}
-	if (r == 0)
+	if (r == 0 && u->upper.fd >= 0)
 		r = fhmap_copyup_adopt(NULL, u->map, FHMAP_ROOT_INO, &upper);
-	if (r == 0)
-		r = fhmap_sync(u->map);
+	if (r == 0 && (created || u->upper.fd >= 0))
+		r = fhmap_sync(u->map); /* the root keeps its number */
 	if (r < 0)
 		fprintf(stderr, "fhmap-unionfs: cannot record the union root: %s\n", fhmap_strerror(r));
 	return r < 0 ? -1 : 0;
@@ -395,17 +408,20 @@ static int open_map(struct ufs *u, const struct ufs_options *o)
 		return -1;
 	}
 	memcpy(u->map_uuid, info.uuid, sizeof(u->map_uuid));
-	if (check_layers(u, o->db) < 0 || open_work(u, o) < 0)
+	if (check_layers(u, o->db) < 0 || (u->upper.root && open_work(u, o) < 0))
 		return -1;
-	r = ufs_recover_pending(u);
+	r = u->upper.root ? ufs_recover_pending(u) : 0;
 	if (r < 0) {
 		fprintf(stderr, "fhmap-unionfs: pending copy-ups: %s\n", fhmap_strerror(r));
 		return -1;
 	}
 	if (check_root(u) < 0)
 		return -1;
-	ufs_work_clean(u);
-	r = ufs_recover_crash(u);
+	r = 0;
+	if (u->upper.root) {
+		ufs_work_clean(u);
+		r = ufs_recover_crash(u);
+	}
 	if (r == 0)
 		r = ufs_nodes_init(u);
 	if (r == 0)
@@ -473,7 +489,8 @@ static int serve(struct ufs *u, struct fuse_args *args, const struct fuse_cmdlin
 	struct fuse_session *se;
 	int r = 1;
 
-	if (fuse_opt_add_arg(args, "-ofsname=fhmap-unionfs,subtype=fhmap-unionfs,default_permissions"))
+	if (fuse_opt_add_arg(args, "-ofsname=fhmap-unionfs,subtype=fhmap-unionfs,default_permissions") ||
+	    (u->upper.fd < 0 && fuse_opt_add_arg(args, "-oro"))) /* the kernel refuses writes: EROFS */
 		return 1;
 	se = fuse_session_new(args, &ufs_ops, sizeof(ufs_ops), u);
 	if (!se)
@@ -529,12 +546,16 @@ int main(int argc, char **argv)
 		r = 0;
 		goto out;
 	}
-	if (!cmd.mountpoint || !o.lowerdir || !o.upperdir || !o.db) {
-		fprintf(stderr, "fhmap-unionfs: missing %s\n", !cmd.mountpoint ? "MOUNTPOINT" :
-		        !o.lowerdir ? "-o lowerdir=" : !o.upperdir ? "-o upperdir=" : "-o db=");
+	if (!cmd.mountpoint || !o.lowerdir || !o.db) {
+		fprintf(stderr, "fhmap-unionfs: missing %s\n",
+		        !cmd.mountpoint ? "MOUNTPOINT" : !o.lowerdir ? "-o lowerdir=" : "-o db=");
 		fprintf(stderr,
-		        "usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...],upperdir=U,db=PATH [-f]\n",
+		        "usage: %s [SOURCE] MOUNTPOINT -o lowerdir=L1[:L2...][,upperdir=U],db=PATH [-f]\n",
 		        argv[0]);
+		goto out;
+	}
+	if (o.workdir && !o.upperdir) {
+		fprintf(stderr, "fhmap-unionfs: -o workdir= needs -o upperdir=\n");
 		goto out;
 	}
 	if (configure(&u.cfg, &o) < 0)

@@ -405,13 +405,28 @@ int ufs_node_stat(struct stat *st, struct ufs *u, struct ufs_node *n)
 	else if (n->obj.state == FHMAP_STATE_UNLINKED)
 		st->st_nlink = 0; /* kept for the kernel after its last name went */
 	else if (S_ISDIR(st->st_mode))
-		st->st_nlink = 1; /* merged directories: "unknown" as on btrfs */
+		r = ufs_dir_nlink(st, u, n);
 	else if (node_indexed(n, fd) && ufs_lowerlinks(fd, &lower) == 0)
 		st->st_nlink = (nlink_t)lower + st->st_nlink - 1; /* minus the index link */
 	st->st_ino = n->ino;
 	if (owned)
 		close(fd);
 	return r;
+}
+
+int ufs_dir_nlink(struct stat *st, struct ufs *u, struct ufs_node *n)
+{
+	struct ufs_dirref ref;
+	int r = ufs_dir_get(&ref, u, n);
+
+	if (r < 0)
+		return r;
+	if (ufs_layers_nfds(ref.l) > 1)
+		st->st_nlink = 1;
+	else if (n->ino == FHMAP_ROOT_INO && ref.l->upper_fd >= 0 && u->hide_work && st->st_nlink > 2)
+		st->st_nlink--; /* the hidden work dir */
+	ufs_dir_put(&ref);
+	return 0;
 }
 
 int ufs_node_links(long *links, int *indexed, struct ufs *u, struct ufs_node *n)

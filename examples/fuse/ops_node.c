@@ -240,10 +240,12 @@ void ufs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 void ufs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	struct ufs *u = ufs_of(req);
 	struct statvfs sv;
 
 	(void)ino;
-	if (fstatvfs(ufs_of(req)->upper.fd, &sv) < 0)
+	/* the upper layer's, else the topmost lower layer's, as in overlayfs */
+	if (fstatvfs(u->upper.fd >= 0 ? u->upper.fd : u->lowers[0].fd, &sv) < 0)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);

@@ -207,9 +207,7 @@ static int make_placed(struct made *m, struct ufs *u, fuse_req_t req, struct nsd
 		fhmap_unlink(u->map, m->obj.ino); /* never seen by anyone */
 		return r;
 	}
-	m->st.st_ino = m->obj.ino;
-	if (S_ISDIR(mode))
-		m->st.st_nlink = 1;
+	m->st.st_ino = m->obj.ino; /* a new directory spans one layer: its own link count */
 	ufs_map_changed(u, 0); /* the identity xattr restores it */
 	return 0;
 }

@@ -102,7 +102,7 @@ static int add(struct fill *f, const char *name, const struct stat *st, uint64_t
 	size_t room = f->size - f->pos, n;
 
 	if (f->plus) {
-		ufs_entry_param(&ep, f->u, ino, gen, st); /* ino 0: the kernel looks up neither "." nor ".." */
+		ufs_entry_param(&ep, f->u, ino, gen, st); /* ino 0: the kernel makes no entry of it (".", "..") */
 		n = fuse_add_direntry_plus(f->req, f->buf + f->pos, room, name, &ep, (off_t)(i + 1));
 	} else {
 		n = fuse_add_direntry(f->req, f->buf + f->pos, room, name, st, (off_t)(i + 1));
@@ -139,8 +139,11 @@ static int add_chunk(struct fill *f, size_t from, size_t to)
 		f->created |= e[k].created;
 		st.st_ino = e[k].obj.ino;
 		st.st_mode = e[k].obj.type;
-		if (room && (!f->plus || ufs_entry_attr(&st, f->u, &e[k]) == 0) &&
-		    (room = add(f, names[k], &st, e[k].obj.ino, e[k].obj.gen, from + k)) && f->plus) {
+		/* an entry whose attributes fail (a directory with a redirect
+		 * overlayfs refuses) is listed without them: its lookup fails */
+		int attrs = room && (!f->plus || ufs_entry_attr(&st, f->u, &e[k]) == 0);
+		if (room && (room = add(f, names[k], &st, attrs ? e[k].obj.ino : 0, e[k].obj.gen, from + k)) &&
+		    f->plus && attrs) {
 			ufs_node_lookup(e[k].n);
 			f->g.inos[f->g.count++] = e[k].obj.ino;
 		}

@@ -84,21 +84,24 @@ int ufs_scan(struct ufs_scan *s, struct ufs *u, uint64_t dir_ino, const struct u
 /* Lower directory an unmapped upper directory merges with: the one its
  * overlayfs redirect names (absolute from the layer roots, or a name in
  * the parent's lower directories), else the same name below unless the
- * upper directory is opaque. -ENOENT: it merges with nothing. */
+ * upper directory is opaque. -ENOENT: it merges with nothing; -EINVAL,
+ * -EACCES: a redirect overlayfs refuses too. */
 static int upper_dir_origin(fhmap_realfh *origin, struct ufs *u, const struct ufs_layers *l, const char *name,
                             struct ufs_scan *s)
 {
 	char rd[FHMAP_PATH_MAX];
+	struct ufs_walk w;
 	struct stat st;
-	int fd = openat(l->upper_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r;
-	ssize_t n;
+	int fd = openat(l->upper_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r, opaque;
 
 	if (fd < 0)
 		return -errno;
-	n = fgetxattr(fd, UFS_XATTR_REDIRECT, rd, sizeof(rd) - 1);
-	int opaque = ufs_fd_opaque(fd);
+	opaque = ufs_fd_opaque(fd); /* overlayfs reads no redirect then */
+	r = opaque ? 0 : ufs_redirect_get(rd, sizeof(rd), fd);
 	close(fd);
-	if (n <= 0) {
+	if (r < 0)
+		return r;
+	if (r == 0) {
 		if (opaque)
 			return -ENOENT;
 		if (!s->lower_done && (r = scan_lower(s, l, name)) < 0)
@@ -107,19 +110,21 @@ static int upper_dir_origin(fhmap_realfh *origin, struct ufs *u, const struct uf
 			return -ENOENT;
 		return fhmap_realfh_at(origin, l->lower[s->li].id, l->lower[s->li].fd, name);
 	}
-	rd[n] = '\0';
 	if (rd[0] == '/') {
-		const char *rel = rd;
-
-		while (*rel == '/')
-			rel++;
-		if (!*rel)
-			rel = ".";
-		for (size_t i = 0; i < u->nlowers; i++)
-			if (fstatat(u->lowers[i].fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
-				return fhmap_realfh_at(origin, u->lowers[i].id, u->lowers[i].fd, rel);
-		return -ENOENT;
+		r = ufs_walk_init(&w, rd);
+		for (size_t i = 0; r == 0 && i < u->nlowers; i++) {
+			if ((r = ufs_walk_layer(&fd, &w, u, i)) == 0) {
+				r = fhmap_realfh_at(origin, u->lowers[i].id, fd, "");
+				close(fd);
+				return r;
+			}
+			if (r == -ENOENT && !w.stop)
+				r = 0;
+		}
+		return r ? r : -ENOENT;
 	}
+	if ((r = ufs_lookup_name_ok(rd)) < 0)
+		return r;
 	for (size_t i = 0; i < l->nlower; i++) {
 		if (fstatat(l->lower[i].fd, rd, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno == ENOENT)
@@ -157,8 +162,8 @@ static int bind_unmapped(fhmap_object *obj, struct ufs *u, uint64_t parent, cons
 
 	if (r != -ENOENT)
 		return r;
-	r = -ENOENT;
-	if (S_ISDIR(s->st.st_mode) && upper_dir_origin(&o, u, l, name, s) == 0)
+	/* any other error (a redirect overlayfs refuses) fails the lookup */
+	if (S_ISDIR(s->st.st_mode) && (r = upper_dir_origin(&o, u, l, name, s)) == 0)
 		r = adopt_dir(obj, u, parent, name, &o, fh);
 	if (r == -ENOENT || r == -EEXIST)
 		r = fhmap_object_create(obj, NULL, u->map, fh, parent, name, s->st.st_mode & S_IFMT);
@@ -316,8 +321,11 @@ int ufs_entry_attr(struct stat *st, struct ufs *u, struct ufs_entry *e)
 		return r;
 	}
 	*st = e->s.st;
-	if (S_ISDIR(st->st_mode))
-		st->st_nlink = 1;
 	st->st_ino = e->obj.ino;
+	if (S_ISDIR(st->st_mode)) { /* below the directory the caller holds */
+		ufs_node_rdlock(e->n);
+		r = ufs_dir_nlink(st, u, e->n);
+		ufs_node_unlock(e->n);
+	}
 	return r;
 }

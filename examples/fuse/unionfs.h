@@ -7,6 +7,8 @@
  *   main.c      options, layer registration, mount, the session loop
  *   node.c      the node table: per-object state, its locks and kept fds
  *   dir.c       a directory's layers, merged name lists, whiteouts
+ *   lowers.c    a directory path through the lower layers, as overlayfs
+ *               looks it up (redirects, whiteouts, opaque dirs on the way)
  *   resolve.c   a name through the layers: read-only scan, then bind
  *   copyup.c    copy-up (once per object), interrupted ones at mount
  *   durable.c   identity xattrs, map sync points, recovery after a crash
@@ -93,7 +95,8 @@ struct ufs {
 	/* Set up before serving, read-only afterwards. */
 	fhmap *map;
 	unsigned char map_uuid[16];
-	struct ufs_layer upper;
+	struct ufs_layer upper;   /* fd -1 in a union of lower layers only,
+	                             which is read-only (no work dir either) */
 	struct ufs_layer *lowers; /* topmost first */
 	size_t nlowers;
 	int work_fd;              /* work dir on the upper filesystem */
@@ -194,6 +197,11 @@ int ufs_node_keep_fd(struct ufs *u, struct ufs_node *n);
 void ufs_node_reset_fds(struct ufs *u, struct ufs_node *n);
 /* Attributes of the object (lock held). */
 int ufs_node_stat(struct stat *st, struct ufs *u, struct ufs_node *n);
+/* The link count of directory @n (lock held) in @st, which holds the
+ * attributes of its live file: the real one where the directory spans one
+ * layer, as overlayfs reports it; 1 ("unknown", as overlayfs and btrfs
+ * say) for a merged one, whose subdirectories only a listing counts. */
+int ufs_dir_nlink(struct stat *st, struct ufs *u, struct ufs_node *n);
 /* Union link count of a non-directory and whether it is in the index. */
 int ufs_node_links(long *links, int *indexed, struct ufs *u, struct ufs_node *n);
 
@@ -230,6 +238,25 @@ int ufs_clear_whiteouts(int dirfd);
 int ufs_is_whiteout(const struct stat *st);
 int ufs_fd_opaque(int fd);
 int ufs_is_work_name(const struct ufs *u, uint64_t dir_ino, const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* Lower layers (lowers.c) */
+
+/* A directory path looked up layer after layer, topmost first. */
+struct ufs_walk {
+	char path[FHMAP_PATH_MAX]; /* below the layer roots ("" for the roots),
+	                              as redirects on the way made it */
+	int stop;                  /* the layers below do not count */
+};
+int ufs_walk_init(struct ufs_walk *w, const char *path);
+/* Looks w->path up on lower layer @i: *fd, the directory there; -ENOENT
+ * when the layer has none (w->stop says if the layers below count). */
+int ufs_walk_layer(int *fd, struct ufs_walk *w, struct ufs *u, size_t i);
+/* The redirect xattr of a directory: its length, 0 if none, -EINVAL
+ * when overlayfs would refuse it. */
+int ufs_redirect_get(char *buf, size_t size, int fd);
+/* -EACCES for "." and "..", which a redirect may not name. */
+int ufs_lookup_name_ok(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Resolution (resolve.c) */
