@@ -336,7 +336,9 @@ typedef struct fhmap_layer {
 
 /**
  * @brief Registers a layer. Ids are handed out in order (1, 2, ...) and are
- * never reused; register lower layers topmost first.
+ * never reused; register lower layers topmost first. A map of lower layers
+ * only (a read-only union) may get its upper layer later: the objects bound
+ * before keep their numbers, generations and handles.
  * @param out_id Receives the layer id (may be NULL).
  * @param map The map.
  * @param role ::FHMAP_LAYER_LOWER or ::FHMAP_LAYER_UPPER.

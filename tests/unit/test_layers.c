@@ -114,6 +114,51 @@ START_TEST(set_root_moves_layer)
 }
 END_TEST
 
+/* A union of lower layers only (fhmap-unionfs without upperdir=) gets its
+ * upper layer at a later mount: the objects bound before keep their
+ * numbers, generations and handles, and are copied up as any other. */
+START_TEST(upper_added_later)
+{
+	fhmap_object f, again;
+	fhmap_decoded d;
+	fhmap_realfh fh, up;
+	unsigned char h[FHMAP_FH_MAX];
+	size_t hlen = sizeof(h);
+	uint64_t root;
+	uint32_t lower, upper;
+	int created;
+
+	fx_close();
+	fx_path(fx.db, sizeof(fx.db), "lower-only-map");
+	fx.map = fx_open(FHMAP_OPEN_CREATE);
+	CK_OK(fhmap_layer_add(&lower, fx.map, FHMAP_LAYER_LOWER, fx.lower));
+	fh = fx_realfh(lower, "");
+	CK_OK(fhmap_bind(&root, fx.map, &fh, 0, "", S_IFDIR));
+	fx_make("lower/f", "x");
+	fh = fx_realfh(lower, "f");
+	CK_OK(fhmap_object_bind(&f, NULL, fx.map, &fh, root, "f", S_IFREG));
+	CK_OK(fhmap_encode(h, &hlen, fx.map, f.ino, 0, 0));
+	fx_make("upper/f", "y");
+	ck_assert_int_eq(fhmap_copyup_adopt(NULL, fx.map, f.ino, &fh), -ENXIO); /* no upper layer */
+	fx_reopen();
+
+	CK_OK(fhmap_layer_add(&upper, fx.map, FHMAP_LAYER_UPPER, fx.upper));
+	ck_assert_uint_eq(upper, lower + 1); /* as if registered at once */
+	ck_assert_int_eq(fhmap_layer_add(NULL, fx.map, FHMAP_LAYER_UPPER, "/another"), -EEXIST);
+	CK_OK(fhmap_object_bind(&again, &created, fx.map, &fh, root, "f", S_IFREG));
+	ck_assert_int_eq(created, 0);
+	ck_assert_uint_eq(again.ino, f.ino);
+	ck_assert_uint_eq(again.gen, f.gen);
+	up = fx_realfh(upper, "f");
+	CK_OK(fhmap_copyup_adopt(&again, fx.map, f.ino, &up));
+	ck_assert_int_eq(again.state, FHMAP_STATE_UPPER);
+	CK_OK(fhmap_decode(&d, fx.map, h, hlen, 0));
+	ck_assert_uint_eq(d.ino, f.ino);
+	ck_assert_uint_eq(d.gen, f.gen);
+	ck_assert_uint_eq(d.real.layer, upper);
+}
+END_TEST
+
 int main(void)
 {
 	TCase *tc;
@@ -122,6 +167,7 @@ int main(void)
 	tcase_add_test(tc, add_get_list);
 	tcase_add_test(tc, many_layers);
 	tcase_add_test(tc, set_root_moves_layer);
+	tcase_add_test(tc, upper_added_later);
 	if (geteuid() == 0)
 		tcase_add_test(tc, real_handles_open_and_go_stale);
 	else
