@@ -73,6 +73,16 @@ stop() {
 	expect "daemon exits 0 after unmount" "$rc" 0
 }
 
+# refused DESCRIPTION STATUS REGEX OPTIONS: the daemon given -o OPTIONS
+# exits with STATUS, and a message that matches REGEX, without mounting
+refused() {
+	local out rc
+	out=$(timeout -k 5 20 "$BIN" -o "$4" "$M" -f 2>&1); rc=$?
+	expect "$1: exit status" "$rc" "$2"
+	expect_match "$1: message" "$out" "$3"
+	mounted "$M" && fail "$1: mounted all the same"
+}
+
 drop_caches() { sync; echo 2 >/proc/sys/vm/drop_caches; }
 # field LABEL FILE: the open result of one label
 field() { grep -a "^$1 " "$2" | cut -d' ' -f2-; }
