@@ -264,7 +264,7 @@ fail:
  * directories (a replaced layer would silently break every handle). */
 static int check_root(struct ufs *u)
 {
-	fhmap_realfh lower, upper;
+	fhmap_realfh lower, upper = { 0 }; /* none in a read-only union */
 	fhmap_object obj;
 	int created = 0, fd, r = fhmap_realfh_at(&lower, u->lowers[0].id, u->lowers[0].fd, "");
 
