@@ -135,7 +135,7 @@ void ufs_service_detached(void)
  * wait in the kernel until the daemon has answered INIT. */
 static void *wait_ready(void *arg)
 {
-	const char *mnt = arg;
+	char *mnt = arg; /* ours: the daemon may end before we do */
 	struct statfs sfs;
 	struct stat st;
 
@@ -143,24 +143,31 @@ static void *wait_ready(void *arg)
 	if (statfs(mnt, &sfs) < 0 || sfs.f_type != FUSE_SUPER_MAGIC || stat(mnt, &st) < 0) {
 		fprintf(stderr, UFS_IDENT ": %s does not answer as a FUSE mount: %s\n", mnt,
 		        errno ? strerror(errno) : "other filesystem");
-		return NULL;
+	} else {
+		sd_notifyf(0, "READY=1\nSTATUS=Serving %s\nMAINPID=%lu", mnt, (unsigned long)getpid());
+		if (to_syslog)
+			syslog(LOG_INFO, "serving %s (libfhmap %s)", mnt, fhmap_version());
 	}
-	sd_notifyf(0, "READY=1\nSTATUS=Serving %s\nMAINPID=%lu", mnt, (unsigned long)getpid());
-	if (to_syslog)
-		syslog(LOG_INFO, "serving %s (libfhmap %s)", mnt, fhmap_version());
+	free(mnt);
 	return NULL;
 }
 
 int ufs_service_notify_ready(const char *mountpoint)
 {
+	char *mnt;
 	pthread_t t;
 	int r;
 
 	if (!getenv("NOTIFY_SOCKET") && !to_syslog)
 		return 0; /* nobody to tell */
-	r = pthread_create(&t, NULL, wait_ready, (void *)mountpoint);
-	if (r)
+	mnt = strdup(mountpoint);
+	if (!mnt)
+		return -ENOMEM;
+	r = pthread_create(&t, NULL, wait_ready, mnt);
+	if (r) {
+		free(mnt);
 		return -r;
+	}
 	return -pthread_detach(t);
 }
 

@@ -37,8 +37,8 @@ int ufs_service_log_to_syslog(void);
  * Tells the service manager (NOTIFY_SOCKET, if set) READY=1 as soon as the
  * union mounted on MOUNTPOINT answers: a thread waits for a stat of the
  * mount root, which the kernel holds back until the daemon's loop has
- * answered INIT. Logs "serving" when logging to syslog. MOUNTPOINT must
- * stay valid while the daemon runs. Returns 0 or a negative errno.
+ * answered INIT. Logs "serving" when logging to syslog. The thread keeps
+ * its own copy of MOUNTPOINT. Returns 0 or a negative errno.
  */
 int ufs_service_notify_ready(const char *mountpoint);
 
