@@ -95,7 +95,8 @@ static int pg_get(const fhmap__txn *t, const fhmap *m, const fhmap__val *key, fh
 	return fhmap__pgc_keep(c, res);
 }
 
-/* A put or del may end the life of the values handed out before it. */
+/* The values handed out before stay valid until the transaction ends
+ * (callers may still read a record they loaded and stored again). */
 static int pg_change(fhmap__wtxn *w, const char *stmt, int n, const fhmap__val *params)
 {
 	fhmap__pgc *c = w->t.main;
@@ -107,7 +108,6 @@ static int pg_change(fhmap__wtxn *w, const char *stmt, int n, const fhmap__val *
 	if (n == 1 && !strcmp(PQcmdTuples(res), "0"))
 		rc = -ENOENT;
 	PQclear(res);
-	fhmap__pgc_release(c);
 	return rc;
 }
 
@@ -349,7 +349,7 @@ static int pg_open(fhmap *m, const char *location, const fhmap_open_options *o)
 	pthread_cond_init(&pg->pool_cond, NULL);
 	pg->writer = (fhmap__pgc){ .m = m, .conninfo = location };
 	for (unsigned int i = 0; i < FHMAP__PG_READERS; i++)
-		pg->readers[i] = (fhmap__pgc){ .m = m, .conninfo = location };
+		pg->readers[i] = (fhmap__pgc){ .m = m, .conninfo = location, .reader = 1 };
 	m->store = pg;
 	if (m->sync != FHMAP_SYNC_FULL)
 		fhmap__log(m, FHMAP_LOG_INFO, "a PostgreSQL map is always in full mode (every commit durable)");

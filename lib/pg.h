@@ -31,6 +31,7 @@ typedef struct fhmap__pgc {
 	uint64_t xid;      /* the write transaction's id: its outcome after a lost commit */
 	PGresult **res;    /* results whose bytes the transaction handed out */
 	size_t nres, cap;
+	int reader;        /* of the reader pool */
 	int busy;          /* a reader holds it (pool_lock) */
 } fhmap__pgc;
 
@@ -59,7 +60,8 @@ void fhmap__pgc_close(fhmap__pgc *c);
  * last result, or NULL with the error recorded in @c (fhmap__pgc_failed()). */
 PGresult *fhmap__pgc_exec(fhmap__pgc *c, const char *sql);
 /* Runs prepared statement @name with binary parameters and results; NULL
- * on failure, as fhmap__pgc_exec(). */
+ * on failure, as fhmap__pgc_exec(). A read transaction whose connection
+ * was lost goes on, on a new one and a new snapshot (see pg_txn.c). */
 PGresult *fhmap__pgc_prepared(fhmap__pgc *c, const char *name, int n, const fhmap__val *params);
 /* Records the failure of @res (may be NULL) on @c and returns its errno;
  * a lost connection is closed, to be opened again. */

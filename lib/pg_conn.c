@@ -196,11 +196,14 @@ PGresult *fhmap__pgc_prepared(fhmap__pgc *c, const char *name, int n, const fhma
 		values[i] = params[i].data ? params[i].data : "";
 		lengths[i] = (int)params[i].size;
 	}
-	res = PQexecPrepared(c->conn, name, n, values, lengths, formats, 1);
-	if (res && result_ok(res))
-		return res;
-	fhmap__pgc_failed(c, res);
-	return NULL;
+	for (int attempt = 0;; attempt++) {
+		res = PQexecPrepared(c->conn, name, n, values, lengths, formats, 1);
+		if (res && result_ok(res))
+			return res;
+		fhmap__pgc_failed(c, res);
+		if (!c->reader || c->conn || attempt || fhmap__pg_read_begin(c) != 0)
+			return NULL;
+	}
 }
 
 /* Every key/value statement; cursors read a page of SCAN_ROWS at a time. */

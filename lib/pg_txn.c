@@ -6,7 +6,12 @@
  * BEGIN, so that a commit whose answer a lost connection swallowed is
  * looked up (txid_status) rather than guessed: run again only if it did
  * not commit, never applied twice nor half. Reads run REPEATABLE READ, READ
- * ONLY: one snapshot, never a serialization failure. */
+ * ONLY: one snapshot, never a serialization failure. A read whose
+ * connection is lost (a failover, a killed backend) goes on, on a new
+ * connection and a new snapshot, as READ COMMITTED would: every record is
+ * checked against the handle or number that found it, so a lookup never
+ * answers with another object; a scan spanning the failover may see the
+ * map of two moments. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +23,8 @@
 
 /* A write transaction given up after this long of failed attempts. */
 #define RETRY_SECONDS 60
+/* Connections a transaction's first statement tries before it fails. */
+#define BEGIN_ATTEMPTS 8
 
 /* Connects if needed; a failure that a reconnection may cure is
  * FHMAP__ERETRY. */
@@ -33,22 +40,26 @@ static int ready(fhmap__pgc *c)
 	return 0;
 }
 
-/* Begins with @sql; on a connection that died idle, once again on a new one. */
+/* Begins with @sql; on a connection that died (idle, or as it was made),
+ * again on a new one, a few times. */
 static PGresult *begin(fhmap__pgc *c, const char *sql, int *rc)
 {
-	for (int attempt = 0;; attempt++) {
+	for (int attempt = 0; attempt < BEGIN_ATTEMPTS; attempt++) {
 		PGresult *res;
 
-		if ((*rc = ready(c)) != 0)
+		if ((*rc = ready(c)) == FHMAP__ERETRY)
+			continue;
+		if (*rc)
 			return NULL;
 		if ((res = fhmap__pgc_exec(c, sql)) != NULL) {
 			c->in_txn = 1;
 			return res;
 		}
 		*rc = c->retry ? FHMAP__ERETRY : c->err;
-		if (!c->retry || attempt)
+		if (!c->retry)
 			return NULL;
 	}
+	return NULL;
 }
 
 int fhmap__pg_read_begin(fhmap__pgc *c)
