@@ -77,6 +77,11 @@ void fhmap__pg_end(fhmap__pgc *c)
 {
 	PGresult *res;
 
+	/* A read's end is not waited for: the next statement on the
+	 * connection takes its answer first (PQexec*() do), and a connection
+	 * lost meanwhile fails the next BEGIN, which connects again. */
+	if (c->in_txn && c->conn && c->reader && !c->err && PQsendQuery(c->conn, "ROLLBACK"))
+		c->in_txn = 0;
 	if (c->in_txn && c->conn && (res = fhmap__pgc_exec(c, "ROLLBACK")) != NULL)
 		PQclear(res);
 	fhmap__pgc_release(c);
