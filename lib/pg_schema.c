@@ -147,7 +147,7 @@ static int copy_rows(fhmap__pgc *c, fhmap__pairs_fn next, void *ctx)
 
 static int import_rows(fhmap__pgc *c, fhmap__pairs_fn next, void *ctx)
 {
-	PGresult *res = fhmap__pgc_exec(c, "SELECT count(*) FROM (SELECT 1 FROM fhmap_kv LIMIT 1) AS any");
+	PGresult *res = fhmap__pgc_exec(c, "SELECT count(*) FROM (SELECT 1 FROM fhmap_kv LIMIT 1) AS one");
 	int rc;
 
 	if (!res)

@@ -121,11 +121,22 @@ static PGconn *admin(void)
 	return c;
 }
 
-/* Ends every connection of libfhmap (fallback_application_name) but ours. */
+/* The test's map is reached as application_name @fx.schema: its
+ * connections alone are killed, not those of tests running beside it. */
+static void name_connections(void)
+{
+	size_t n = strlen(fx.db);
+
+	ck_assert_int_lt(snprintf(fx.db + n, sizeof(fx.db) - n, "&application_name=%s", fx.schema),
+	                 (int)(sizeof(fx.db) - n));
+}
+
+/* Ends every connection of the test's map. */
 static int terminate_all(PGconn *c)
 {
-	PGresult *res = PQexec(c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-	                          "WHERE application_name = 'fhmap' AND pid <> pg_backend_pid()");
+	const char *name = fx.schema;
+	PGresult *res = PQexecParams(c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+	                                "WHERE application_name = $1", 1, NULL, &name, NULL, NULL, 0);
 	int n;
 
 	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
@@ -223,6 +234,7 @@ START_TEST(killed_connections_never_half_apply)
 	pid_t pid;
 
 	fx_close();
+	name_connections();
 	ck_assert_int_eq(pipe(pfd), 0);
 	fflush(NULL);
 	ck_assert_int_ge(pid = fork(), 0);
@@ -271,6 +283,8 @@ START_TEST(killed_reader_reconnects)
 	uint64_t ino, again;
 	int rc;
 
+	name_connections();
+	fx_reopen();
 	CK_OK(fhmap_bind(&ino, fx.map, &fh, fx.root, "seven", S_IFREG));
 	ck_assert_int_gt(terminate_all(a), 0);
 	rc = fhmap_lookup_origin(&again, fx.map, &fh);
