@@ -198,6 +198,10 @@ static inline int fhmap__batch_active(const fhmap *m)
 }
 
 /* ---- the storage interface ---- */
+/* The next pair of a copy (fhmap_backup()): 0, -ENOENT after the last, or
+ * -errno. */
+typedef int (*fhmap__pairs_fn)(void *ctx, fhmap__val *k, fhmap__val *v);
+
 typedef struct fhmap__backend {
 	const char *name;
 	/* Opens the store at @location (all or nothing): identity loaded (see
@@ -238,10 +242,20 @@ typedef struct fhmap__backend {
 	int (*batch_rollback)(fhmap *m, fhmap__txn *t, int rc);
 	/* Storage figures of fhmap_stats() (page sizes, readers...). */
 	void (*storage)(fhmap *m, const fhmap__txn *t, fhmap_map_stats *s);
+	/* A copy of the map at @dest, a new location of this backend; NULL:
+	 * fhmap_backup() copies pair by pair through import. */
 	int (*backup)(fhmap *m, const char *dest);
+	/* Makes a new store at @dest holding exactly the pairs @next gives (in
+	 * key order), all or nothing. */
+	int (*import)(fhmap *m, const char *dest, fhmap__pairs_fn next, void *ctx);
 } fhmap__backend;
 
 extern const fhmap__backend fhmap__lmdb;
+#ifdef FHMAP_HAVE_PG
+extern const fhmap__backend fhmap__pgsql;
+/* pg_conn.c: @location names a PostgreSQL map. */
+int fhmap__pg_location(const char *location);
+#endif
 
 /* ---- kv.c: tables over the backend's key space ---- */
 /* The read path calls LMDB's functions directly when it is the backend

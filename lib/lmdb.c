@@ -12,6 +12,8 @@
 #include "lmdb.h"
 
 #define DEFAULT_MAP_SIZE (64ull << 20)
+/* The map size of an imported copy: sparse, grown by its first open. */
+#define DEFAULT_MAX_MAP_SIZE (1ull << 40)
 #define READ_SLOTS 32u
 #define GATHER_US 100u
 
@@ -304,6 +306,51 @@ static int lm_backup(fhmap *m, const char *dest)
 	return rc;
 }
 
+/* A new environment at @dest holding the pairs @next gives, appended in
+ * key order (LMDB then fills its pages completely, as a compacting copy
+ * does). */
+static int lm_import(fhmap *m, const char *dest, fhmap__pairs_fn next, void *ctx)
+{
+	char data[FHMAP_PATH_MAX];
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_dbi dbi;
+	fhmap__val k, v;
+	int rc;
+
+	(void)m;
+	if (snprintf(data, sizeof(data), "%s/data.mdb", dest) >= (int)sizeof(data))
+		return -ENAMETOOLONG;
+	if (mkdir(dest, 0700) != 0)
+		return -errno;
+	if ((rc = fhmap__err(mdb_env_create(&env))) == 0 &&
+	    (rc = fhmap__err(mdb_env_set_mapsize(env, DEFAULT_MAX_MAP_SIZE))) == 0 &&
+	    (rc = fhmap__err(mdb_env_open(env, dest, MDB_NOTLS, 0600))) == 0 &&
+	    (rc = fhmap__err(mdb_txn_begin(env, NULL, 0, &txn))) == 0 &&
+	    (rc = fhmap__err(mdb_dbi_open(txn, NULL, 0, &dbi))) == 0) {
+		while ((rc = next(ctx, &k, &v)) == 0) {
+			MDB_val mk = fhmap__mdb(&k), mv = fhmap__mdb(&v);
+
+			if ((rc = fhmap__err(mdb_put(txn, dbi, &mk, &mv, MDB_APPEND))) != 0)
+				break;
+		}
+		if (rc == -ENOENT)
+			rc = fhmap__err(mdb_txn_commit(txn));
+		else
+			mdb_txn_abort(txn);
+	}
+	if (env)
+		mdb_env_close(env);
+	if (rc) {
+		snprintf(data, sizeof(data), "%s/data.mdb", dest);
+		unlink(data);
+		snprintf(data, sizeof(data), "%s/lock.mdb", dest);
+		unlink(data);
+		rmdir(dest);
+	}
+	return rc == FHMAP__EMAPFULL ? -ENOSPC : rc;
+}
+
 static int count_reader(const char *msg, void *ctx)
 {
 	(void)msg;
@@ -352,4 +399,5 @@ const fhmap__backend fhmap__lmdb = {
 	.batch_rollback = fhmap__lm_batch_rollback,
 	.storage = lm_storage,
 	.backup = lm_backup,
+	.import = lm_import,
 };

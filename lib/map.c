@@ -94,7 +94,10 @@ static void report_pending(fhmap *m)
  * postgres:// URI, else LMDB (a directory). */
 static const fhmap__backend *backend_for(const char *location)
 {
-	(void)location;
+#ifdef FHMAP_HAVE_PG
+	if (fhmap__pg_location(location))
+		return &fhmap__pgsql;
+#endif
 	return &fhmap__lmdb;
 }
 
@@ -193,8 +196,40 @@ int fhmap_info_get(fhmap_info *out, fhmap *m)
 	return rc;
 }
 
+struct copy {
+	fhmap__cursor cur;
+	int op;
+};
+
+static int copy_next(void *ctx, fhmap__val *k, fhmap__val *v)
+{
+	struct copy *c = ctx;
+	int rc = fhmap__cursor_get(&c->cur, k, v, c->op);
+
+	c->op = FHMAP__NEXT;
+	return rc;
+}
+
+/* A copy into another backend: every pair, from one read transaction. */
+static int copy_pairs(fhmap *m, const fhmap__backend *to, const char *dest)
+{
+	struct copy c = { { 0 }, FHMAP__FIRST };
+	fhmap__rtxn r;
+	int rc;
+
+	if ((rc = fhmap__read_begin(m, &r)) != 0)
+		return rc;
+	if ((rc = fhmap__cursor_open(&c.cur, &r.t, m, FHMAP__DB_ALL)) == 0) {
+		rc = to->import(m, dest, copy_next, &c);
+		fhmap__cursor_close(&c.cur);
+	}
+	fhmap__read_end(m, &r);
+	return rc;
+}
+
 int fhmap_backup(fhmap *m, const char *dest)
 {
+	const fhmap__backend *to;
 	int rc;
 
 	if (!m || !dest || !*dest)
@@ -204,7 +239,10 @@ int fhmap_backup(fhmap *m, const char *dest)
 	/* The copy is of what is committed: commit what is not yet. */
 	if ((rc = fhmap__write_sync(m)) != 0)
 		return rc;
-	return m->be->backup(m, dest);
+	to = backend_for(dest);
+	if (to == m->be && m->be->backup)
+		return m->be->backup(m, dest);
+	return copy_pairs(m, to, dest);
 }
 
 #define FHMAP__STR2(x) #x

@@ -144,6 +144,7 @@ static int do_bind(fhmap__wtxn *w, void *arg)
 	fhmap__val v;
 	int rc;
 
+	a->created = 0; /* a group may run again (PostgreSQL: after a conflict) */
 	if ((rc = layer_is(&w->t, w->m, a->fh->layer, a->upper ? FHMAP_LAYER_UPPER : FHMAP_LAYER_LOWER)) != 0)
 		return rc;
 	if ((rc = bind_found(a, &w->t, w->m)) != -ENOENT)

@@ -10,9 +10,251 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+#ifdef FX_HAVE_PG
+#include <libpq-fe.h>
+#endif
+
 struct fx fx;
+
+int fx_pg(void)
+{
+	const char *b = getenv("FHMAP_TEST_BACKEND");
+
+	return b && !strcmp(b, "pg");
+}
+
+#ifdef FX_HAVE_PG
+/* The server's URI, from the file $FHMAP_TEST_PG; "" without one. */
+static void pg_uri(char *out, size_t size)
+{
+	const char *file = getenv("FHMAP_TEST_PG");
+	FILE *f = file ? fopen(file, "r") : NULL;
+
+	out[0] = '\0';
+	if (f && fgets(out, (int)size, f))
+		out[strcspn(out, "\n")] = '\0';
+	if (f)
+		fclose(f);
+}
+
+/* Runs @sql with binary parameters; copies the first value of the result
+ * (if any) to @out and returns its size. */
+static size_t pg_sql_params(const char *sql, int n, const void *const *vals, const size_t *lens, void *out,
+                            size_t size)
+{
+	char uri[256];
+	const char *v[2];
+	int l[2], f[2] = { 1, 1 };
+	size_t got = 0;
+	PGconn *c;
+	PGresult *res;
+
+	pg_uri(uri, sizeof(uri));
+	c = PQconnectdb(uri);
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s: %s", uri, PQerrorMessage(c));
+	for (int i = 0; i < n; i++) {
+		v[i] = vals[i];
+		l[i] = (int)lens[i];
+	}
+	res = PQexecParams(c, sql, n, NULL, v, l, f, 1);
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s",
+	              sql, PQerrorMessage(c));
+	if (out && PQntuples(res) == 1) {
+		got = (size_t)PQgetlength(res, 0, 0);
+		ck_assert_uint_le(got, size);
+		memcpy(out, PQgetvalue(res, 0, 0), got);
+	}
+	PQclear(res);
+	PQfinish(c);
+	return got;
+}
+
+static void pg_sql(const char *sql)
+{
+	pg_sql_params(sql, 0, NULL, NULL, NULL, 0);
+}
+
+static size_t pg_raw_get(const void *key, size_t klen, void *buf, size_t size)
+{
+	char sql[128];
+	const void *v[1] = { key };
+
+	snprintf(sql, sizeof(sql), "SELECT v FROM %s.fhmap_kv WHERE k = $1", fx.schema);
+	return pg_sql_params(sql, 1, v, &klen, buf, size);
+}
+
+static void pg_raw_put(const void *key, size_t klen, const void *val, size_t vlen)
+{
+	char sql[160];
+	const void *v[2] = { key, val };
+	size_t l[2] = { klen, vlen };
+
+	snprintf(sql, sizeof(sql), "INSERT INTO %s.fhmap_kv VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = $2",
+	         fx.schema);
+	pg_sql_params(sql, 2, v, l, NULL, 0);
+}
+
+static void pg_raw_set_table(char table, const void *val, size_t vlen)
+{
+	char sql[160];
+	const void *v[2] = { &table, val };
+	size_t l[2] = { 1, vlen };
+
+	snprintf(sql, sizeof(sql), "UPDATE %s.fhmap_kv SET v = $2 WHERE substring(k from 1 for 1) = $1", fx.schema);
+	pg_sql_params(sql, 2, v, l, NULL, 0);
+}
+
+/* A schema of the test's own: its map's location names it first in the
+ * search_path. */
+static void pg_map_setup(void)
+{
+	char uri[256], sql[128];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(fx.schema, sizeof(fx.schema), "t%d_%lx", (int)getpid(), (unsigned long)ts.tv_nsec);
+	snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", fx.schema);
+	pg_sql(sql);
+	pg_uri(uri, sizeof(uri));
+	ck_assert_int_lt(snprintf(fx.db, sizeof(fx.db), "%s?options=-csearch_path%%3D%s", uri, fx.schema),
+	                 (int)sizeof(fx.db));
+}
+
+static void pg_map_teardown(void)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", fx.schema);
+	pg_sql(sql);
+}
+
+/* The PostgreSQL runs skip (77) where the server could not be started. */
+static void pg_check_server(void)
+{
+	char uri[256];
+
+	pg_uri(uri, sizeof(uri));
+	if (!uri[0]) {
+		printf("SKIP: no PostgreSQL server for the tests (tests/pg/server.sh could not start one)\n");
+		exit(77);
+	}
+}
+#else
+static void pg_map_setup(void)
+{
+	ck_abort_msg("built without the PostgreSQL backend");
+}
+
+static size_t pg_raw_get(const void *key, size_t klen, void *buf, size_t size)
+{
+	(void)key, (void)klen, (void)buf, (void)size;
+	return 0;
+}
+
+static void pg_raw_put(const void *key, size_t klen, const void *val, size_t vlen)
+{
+	(void)key, (void)klen, (void)val, (void)vlen;
+}
+
+static void pg_raw_set_table(char table, const void *val, size_t vlen)
+{
+	(void)table, (void)val, (void)vlen;
+}
+
+static void pg_map_teardown(void)
+{
+}
+
+static void pg_check_server(void)
+{
+	printf("SKIP: built without the PostgreSQL backend (libpq)\n");
+	exit(77);
+}
+#endif
+
+/* The LMDB map's environment and a write transaction on its one table. */
+static MDB_env *lm_begin(MDB_txn **txn, MDB_dbi *dbi)
+{
+	MDB_env *env;
+
+	ck_assert_int_eq(mdb_env_create(&env), 0);
+	ck_assert_int_eq(mdb_env_open(env, fx.db, 0, 0600), 0);
+	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(*txn, NULL, 0, dbi), 0);
+	return env;
+}
+
+static void lm_end(MDB_env *env, MDB_txn *txn)
+{
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+size_t fx_raw_get(const void *key, size_t klen, void *buf, size_t size)
+{
+	MDB_val k = { klen, (void *)key }, v = { 0, NULL };
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_env *env;
+
+	if (fx_pg())
+		return pg_raw_get(key, klen, buf, size);
+	env = lm_begin(&txn, &dbi);
+	if (mdb_get(txn, dbi, &k, &v) == 0) {
+		ck_assert_uint_le(v.mv_size, size);
+		memcpy(buf, v.mv_data, v.mv_size);
+	}
+	lm_end(env, txn);
+	return v.mv_size;
+}
+
+void fx_raw_put(const void *key, size_t klen, const void *val, size_t vlen)
+{
+	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_env *env;
+
+	if (fx_pg()) {
+		pg_raw_put(key, klen, val, vlen);
+		return;
+	}
+	env = lm_begin(&txn, &dbi);
+	ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+	lm_end(env, txn);
+}
+
+void fx_raw_set_table(char table, const void *val, size_t vlen)
+{
+	MDB_val k, v, nv = { vlen, (void *)val };
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_env *env;
+
+	if (fx_pg()) {
+		pg_raw_set_table(table, val, vlen);
+		return;
+	}
+	env = lm_begin(&txn, &dbi);
+	ck_assert_int_eq(mdb_cursor_open(txn, dbi, &cur), 0);
+	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		unsigned char key[512];
+		MDB_val kc = { k.mv_size, key };
+
+		if (*(const char *)k.mv_data != table)
+			continue;
+		/* The key points into the page the put rewrites: copy it first. */
+		memcpy(key, k.mv_data, k.mv_size);
+		ck_assert_int_eq(mdb_cursor_put(cur, &kc, &nv, MDB_CURRENT), 0);
+	}
+	mdb_cursor_close(cur);
+	lm_end(env, txn);
+}
 
 void fx_path(char *out, size_t size, const char *rel)
 {
@@ -204,7 +446,10 @@ void fx_setup(void)
 	strcpy(fx.dir, tmpl);
 	fx_path(fx.lower, sizeof(fx.lower), "lower");
 	fx_path(fx.upper, sizeof(fx.upper), "upper");
-	fx_path(fx.db, sizeof(fx.db), "map");
+	if (fx_pg())
+		pg_map_setup();
+	else
+		fx_path(fx.db, sizeof(fx.db), "map");
 	fx_make("lower/", NULL);
 	fx_make("upper/", NULL);
 	fx.map = fx_open(FHMAP_OPEN_CREATE);
@@ -219,6 +464,8 @@ void fx_teardown(void)
 {
 	fhmap_close(fx.map);
 	fx.map = NULL;
+	if (fx.schema[0])
+		pg_map_teardown();
 	if (fx.dir[0])
 		fx_rmrf(fx.dir);
 }
@@ -236,9 +483,12 @@ Suite *fx_suite(const char *name, TCase **tc)
 
 int fx_run(Suite *s)
 {
-	SRunner *sr = srunner_create(s);
+	SRunner *sr;
 	int failed;
 
+	if (fx_pg())
+		pg_check_server();
+	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

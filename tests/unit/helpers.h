@@ -11,6 +11,7 @@
 
 struct fx {
 	char dir[256];
+	char schema[64];  /* PostgreSQL: the map's schema (fx_pg()) */
 	char lower[300];
 	char upper[300];
 	char db[300];
@@ -23,6 +24,24 @@ extern struct fx fx;
 
 #define CK_OK(call) ck_assert_msg((call) == 0, "%s: %s", #call, fhmap_strerror(call))
 
+/* The suites run on LMDB, or with FHMAP_TEST_BACKEND=pg on the PostgreSQL
+ * server whose URI is in the file $FHMAP_TEST_PG (tests/pg/server.sh):
+ * every test's map in a schema of its own. */
+int fx_pg(void);
+/* Registers a test of what only the LMDB backend has (its files, its map
+ * size, its once-per-process rule). */
+#define FX_LMDB_TEST(tc, t)                  \
+	do {                                 \
+		if (!fx_pg())                \
+			tcase_add_test(tc, t); \
+	} while (0)
+/* The map's stored pairs, written directly (damage, forgery), on either
+ * backend; full keys with their table byte (docs/data-model.md). LMDB:
+ * the map must not be open in this process. */
+size_t fx_raw_get(const void *key, size_t klen, void *buf, size_t size);
+void fx_raw_put(const void *key, size_t klen, const void *val, size_t vlen);
+/* Sets the value of every key of table @table to @val. */
+void fx_raw_set_table(char table, const void *val, size_t vlen);
 void fx_setup(void);
 void fx_teardown(void);
 /* Opens the fixture's map again with @flags (FHMAP_OPEN_*). */

@@ -251,9 +251,9 @@ int main(void)
 	TCase *tc;
 	Suite *s = fx_suite("commit", &tc);
 
-	tcase_add_test(tc, concurrent_updates_share_a_commit);
-	tcase_add_test(tc, failing_member_leaves_the_group_alone);
-	tcase_add_test(tc, full_map_poisons_only_its_update);
+	FX_LMDB_TEST(tc, concurrent_updates_share_a_commit);
+	FX_LMDB_TEST(tc, failing_member_leaves_the_group_alone);
+	FX_LMDB_TEST(tc, full_map_poisons_only_its_update);
 	tcase_add_test(tc, batch_holds_back_group_writers);
 	tcase_add_test(tc, close_gives_unused_numbers_back);
 	tcase_add_test(tc, lazy_crash_never_repeats_numbers);

@@ -237,36 +237,13 @@ START_TEST(update_and_index_repair)
 }
 END_TEST
 
-/* Truncates the value of every origin index entry with LMDB directly
- * (docs/data-model.md: one LMDB table, keys led by a table byte). */
+/* Truncates the value of every origin index entry in the store directly
+ * (docs/data-model.md: one key space, keys led by a table byte). */
 static void damage_origin_index(void)
 {
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	MDB_cursor *cur;
-	MDB_val k, v;
-
 	fhmap_close(fx.map);
 	fx.map = NULL;
-	ck_assert_int_eq(mdb_env_create(&env), 0);
-	ck_assert_int_eq(mdb_env_open(env, fx.db, 0, 0600), 0);
-	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	ck_assert_int_eq(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
-	ck_assert_int_eq(mdb_cursor_open(txn, dbi, &cur), 0);
-	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		unsigned char key[512];
-		MDB_val shorter = { 3, "bad" }, kc = { k.mv_size, key };
-
-		if (*(const char *)k.mv_data != 'R') /* the origin index's table byte */
-			continue;
-		/* The key points into the page the put rewrites: copy it first. */
-		memcpy(key, k.mv_data, k.mv_size);
-		ck_assert_int_eq(mdb_cursor_put(cur, &kc, &shorter, MDB_CURRENT), 0);
-	}
-	mdb_cursor_close(cur);
-	ck_assert_int_eq(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
+	fx_raw_set_table('R', "bad", 3); /* the origin index's table byte */
 	fx.map = fx_open(0);
 }
 
@@ -302,47 +279,30 @@ START_TEST(damaged_index_entries_walkable)
 END_TEST
 
 /* Rewrites the record of @ino (under @new_ino) with byte @at XORed by
- * @mask, with LMDB directly; returns the record's size. */
+ * @mask, in the store directly; returns the record's size. */
 static size_t damage_record(uint64_t ino, uint64_t new_ino, size_t at, unsigned char mask)
 {
 	unsigned char key[9] = { 'o' }, nkey[9] = { 'o' }, buf[1024];
-	MDB_val k = { 9, key }, nk = { 9, nkey }, v;
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
 	size_t n;
 
 	for (int i = 0; i < 8; i++) {
 		key[1 + i] = (unsigned char)(ino >> (56 - 8 * i));
 		nkey[1 + i] = (unsigned char)(new_ino >> (56 - 8 * i));
 	}
-	ck_assert_int_eq(mdb_env_create(&env), 0);
-	ck_assert_int_eq(mdb_env_open(env, fx.db, 0, 0600), 0);
-	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	ck_assert_int_eq(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
-	ck_assert_int_eq(mdb_get(txn, dbi, &k, &v), 0);
-	n = v.mv_size;
-	ck_assert_uint_le(n, sizeof(buf));
-	memcpy(buf, v.mv_data, n);
+	n = fx_raw_get(key, 9, buf, sizeof(buf));
+	ck_assert_uint_gt(n, 0);
 	buf[at % n] ^= mask;
-	v.mv_data = buf;
-	ck_assert_int_eq(mdb_put(txn, dbi, &nk, &v, 0), 0);
-	ck_assert_int_eq(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
+	fx_raw_put(nkey, 9, buf, n);
 	return n;
 }
 
 /* Every damaged byte of an object record, and a record under the wrong
  * object number, is refused (-EUCLEAN) instead of answered. */
-/* Points the origin index entry of @from's handle at object @to, with
- * LMDB directly: an entry that names an object without that handle. */
+/* Points the origin index entry of @from's handle at object @to, in the
+ * store directly: an entry that names an object without that handle. */
 static void misdirect_origin(const fhmap_realfh *from, uint64_t to)
 {
-	unsigned char key[1 + 6 + FHMAP_REALFH_MAX], val[8];
-	MDB_val k = { 7 + from->len, key }, v = { 8, val };
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
+	unsigned char key[1 + 6 + FHMAP_REALFH_MAX], val[8], old[8];
 
 	key[0] = 'R'; /* the origin index's table byte, then u16 layer, u32 type (big-endian), bytes */
 	key[1] = (unsigned char)(from->layer >> 8);
@@ -354,14 +314,8 @@ static void misdirect_origin(const fhmap_realfh *from, uint64_t to)
 		val[i] = (unsigned char)(to >> (8 * i));
 	fhmap_close(fx.map);
 	fx.map = NULL;
-	ck_assert_int_eq(mdb_env_create(&env), 0);
-	ck_assert_int_eq(mdb_env_open(env, fx.db, 0, 0600), 0);
-	ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	ck_assert_int_eq(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
-	ck_assert_int_eq(mdb_get(txn, dbi, &k, &(MDB_val){ 0, NULL }), 0); /* the entry exists */
-	ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
-	ck_assert_int_eq(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
+	ck_assert_uint_eq(fx_raw_get(key, 7 + from->len, old, sizeof(old)), 8); /* the entry exists */
+	fx_raw_put(key, 7 + from->len, val, 8);
 	fx.map = fx_open(0);
 }
 
