@@ -231,6 +231,48 @@ static int place_copy(struct ufs *u, struct ufs_node *n, struct ufs_node *parent
 	return r;
 }
 
+/* Makes sure the directory @n (held) lives on the upper layer, copying
+ * its ancestors that do not first, from the top: each copy then finds its
+ * parent upper, so the stack does not grow with the depth of the tree
+ * (a lower tree can be far deeper than a recursion fits in a thread's
+ * stack). */
+static int copyup_chain(struct ufs *u, struct ufs_node *n)
+{
+	struct ufs_node **chain = NULL, **grown;
+	size_t len = 0, cap = 0;
+	fhmap_object obj;
+	int r = 0;
+
+	ufs_node_get(n);
+	for (;;) {
+		ufs_node_obj(&obj, n);
+		if (obj.state == FHMAP_STATE_UPPER || !obj.parent) {
+			ufs_node_put(u, n);
+			break;
+		}
+		if (len == cap) {
+			grown = realloc(chain, (cap ? 2 * cap : 64) * sizeof(*chain));
+			if (!grown) {
+				ufs_node_put(u, n);
+				r = -ENOMEM;
+				break;
+			}
+			chain = grown;
+			cap = cap ? 2 * cap : 64;
+		}
+		chain[len++] = n;
+		if ((r = ufs_node_hold(&n, u, obj.parent)) < 0)
+			break;
+	}
+	while (len > 0) {
+		if (r == 0)
+			r = ufs_copyup(u, chain[len - 1]);
+		ufs_node_put(u, chain[--len]);
+	}
+	free(chain);
+	return r;
+}
+
 /* One copy-up of @n, whose node is marked copying. */
 static int copy_once(struct ufs *u, struct ufs_node *n)
 {
@@ -257,7 +299,7 @@ again:
 	if (S_ISDIR(st.st_mode) || st.st_nlink == 1) {
 		r = ufs_node_hold(&parent, u, obj.parent);
 		if (r == 0)
-			r = ufs_copyup(u, parent);
+			r = copyup_chain(u, parent);
 		if (r < 0)
 			goto out;
 	}
