@@ -10,8 +10,8 @@
  *                                        the content of "leaf" (after
  *                                        appending "more\n" with append);
  *                                        fails with the errno's name
- *   hostile_tool mvdeep DIR N            renames the directory N levels
- *                                        down to "e" (a copy-up of the chain)
+ *   hostile_tool mvdeep DIR N FROM TO    renames FROM to TO in the
+ *                                        directory N-1 levels down
  *   hostile_tool setx PATH NAME FILE     sets the xattr NAME of PATH (not
  *                                        followed) to the content of FILE;
  *                                        prints "ok" or the errno's name
@@ -113,11 +113,11 @@ static int walk(const char *dir, long n, int append)
 	return 0;
 }
 
-static int mvdeep(const char *dir, long n)
+static int mvdeep(const char *dir, long n, const char *from, const char *to)
 {
 	int fd = descend(dir, n - 1, 0);
 
-	if (fd < 0 || renameat(fd, "d", fd, "e") < 0)
+	if (fd < 0 || renameat(fd, from, fd, to) < 0)
 		return die("mvdeep");
 	printf("ok\n");
 	close(fd);
@@ -233,8 +233,8 @@ int main(int argc, char **argv)
 		return deep(argv[2], atol(argv[3]));
 	if (argc >= 4 && !strcmp(argv[1], "walk"))
 		return walk(argv[2], atol(argv[3]), argc > 4);
-	if (argc >= 4 && !strcmp(argv[1], "mvdeep"))
-		return mvdeep(argv[2], atol(argv[3]));
+	if (argc >= 6 && !strcmp(argv[1], "mvdeep"))
+		return mvdeep(argv[2], atol(argv[3]), argv[4], argv[5]);
 	if (argc >= 5 && !strcmp(argv[1], "setx"))
 		return setx(argv[2], argv[3], argv[4]);
 	if (argc >= 4 && !strcmp(argv[1], "getx"))
