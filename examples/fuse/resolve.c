@@ -247,6 +247,45 @@ static int bind_lower_batch(struct ufs_entry *e, int *rc, fhmap_object *objs, co
 	return r;
 }
 
+/* The scan of @name and the real handle of the entry it saw. A layer can
+ * change under the daemon (a lower layer someone else writes to): an entry
+ * replaced between the scan and the handle, by a symlink or another file,
+ * would bind the new inode with the old one's type (the kernel then sees a
+ * node change type: EIO, and the map keeps the wrong type). So the handle
+ * and the attributes are taken from one open (O_PATH) of the entry, and an
+ * entry of another type than the scan saw is scanned again. */
+static int scan_handle(struct ufs_entry *e, fhmap_realfh *fh, struct ufs *u, uint64_t dir_ino,
+                       const struct ufs_layers *l, const char *name, int full)
+{
+	struct stat st;
+	int r = -ESTALE;
+
+	for (int attempt = 0; attempt < 8 && r == -ESTALE; attempt++) {
+		memset(e, 0, sizeof(*e));
+		r = ufs_scan(&e->s, u, dir_ino, l, name, full);
+		if (r < 0)
+			break;
+		int fd = openat(e->s.on_upper ? l->upper_fd : l->lower[e->s.li].fd, name,
+		                O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			r = errno == ENOENT ? -ESTALE : -errno; /* gone meanwhile: scanned again */
+			continue;
+		}
+		if (fstat(fd, &st) < 0)
+			r = -errno;
+		else if ((st.st_mode ^ e->s.st.st_mode) & S_IFMT)
+			r = -ESTALE; /* replaced meanwhile */
+		else
+			r = fhmap_realfh_at(fh, e->s.on_upper ? u->upper.id : l->lower[e->s.li].id, fd, "");
+		close(fd);
+		if (r == 0 && e->s.on_upper)
+			e->s.st = st;
+		else if (r == 0)
+			e->s.st = e->s.lower_st = st;
+	}
+	return r;
+}
+
 int ufs_resolve_many(struct ufs_entry *e, int *rc, struct ufs *u, struct ufs_node *d, const struct ufs_layers *l,
                      char *const *names, size_t n, int full)
 {
@@ -261,12 +300,8 @@ int ufs_resolve_many(struct ufs_entry *e, int *rc, struct ufs *u, struct ufs_nod
 	}
 	/* 1 below: a lower entry that still has to be bound */
 	for (size_t i = 0; i < n; i++) {
-		memset(&e[i], 0, sizeof(e[i]));
-		rc[i] = ufs_scan(&e[i].s, u, d->ino, l, names[i], full);
-		if (rc[i] == 0 && e[i].s.on_upper)
-			rc[i] = fhmap_realfh_at(&fhs[i], u->upper.id, l->upper_fd, names[i]);
-		else if (rc[i] == 0 && (rc[i] = fhmap_realfh_at(&fhs[i], l->lower[e[i].s.li].id,
-		                                                l->lower[e[i].s.li].fd, names[i])) == 0) {
+		rc[i] = scan_handle(&e[i], &fhs[i], u, d->ino, l, names[i], full);
+		if (rc[i] == 0 && !e[i].s.on_upper) {
 			rc[i] = 1;
 			nlower++;
 		}
