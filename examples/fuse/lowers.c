@@ -36,7 +36,9 @@ int ufs_redirect_get(char *buf, size_t size, int fd)
 	if (n < 0 && errno != ERANGE)
 		return -errno;
 	buf[n < 0 ? 0 : n] = '\0';
-	int bad = n <= 0 || strlen(buf) != (size_t)n || (buf[0] != '/' && strchr(buf, '/'));
+	/* a NUL inside ends the value, as overlayfs reads it (a C string) */
+	n = n < 0 ? n : (ssize_t)strlen(buf);
+	int bad = n <= 0 || (buf[0] != '/' && strchr(buf, '/'));
 	for (const char *s = buf; !bad && buf[0] == '/' && *s; s++)
 		bad = *s == '/' && (s[1] == '/' || !s[1]); /* an empty name */
 	if (!bad)
@@ -133,7 +135,8 @@ int ufs_walk_layer(int *fd, struct ufs_walk *w, struct ufs *u, size_t i)
 
 		post = strchrnul(p, '/');
 		if ((size_t)(post - p) > FHMAP_NAME_MAX) {
-			r = -ENAMETOOLONG;
+			r = -ENOENT; /* a redirect's name no layer can hold: found nowhere, as in overlayfs */
+			w->stop = 1;
 		} else {
 			memcpy(name, p, (size_t)(post - p));
 			name[post - p] = '\0';
