@@ -329,6 +329,7 @@ case_xattrs() {
 	setfattr -n trusted.overlay.redirect -v /../outside "$T/l1/d"
 	setfattr -n trusted.overlay.origin -v 0x00fb1e "$T/l1/f"
 	setfattr -n trusted.fhmap.id -v 0x0100 "$T/l1/f"
+	LOWERS=$T/l1 # one layer: l1's redirect is not walked to a layer below (EACCES, as in overlayfs)
 	ovl_copy
 	start
 	expect "64 KiB value read whole" "$("$TOOL" getx "$M/f" user.big | md5sum)" "$big"
@@ -388,19 +389,22 @@ case_redirects() {
 	watch_start
 	start
 	local names
-	names=$(cd "$T/up" && ls -d e* huge op* orig of | sort -V)
+	# huge (65001 bytes) is compared apart: overlayfs looks its one name up
+	# (found nowhere), the daemon refuses a value longer than a path (EINVAL)
+	names=$(cd "$T/up" && ls -d e* op* orig of | sort -V)
 	for n in $names; do echo "$n $(cd "$M" && errno_of ls -A "$n")"; done >"$T/union.txt"
 	ovl_start
 	for n in $names; do echo "$n $(cd "$T/ovl" && errno_of ls -A "$n")"; done >"$T/ovl.txt"
 	ovl_stop
 	cat "$T/union.txt"
 	expect "every lookup answers as overlayfs does" "$(diff "$T/union.txt" "$T/ovl.txt")" ""
+	expect "a 65001-byte redirect is refused" "$(cd "$M" && errno_of ls -A huge)" "Invalid argument "
 	expect "the valid redirects merge" "$(grep -E '^e(6|7|9) ' "$T/union.txt" | tr '\n' ' ')" \
 		"e6 sub  e7 sub  e9 sub  "
 	# no merge reached the canaries (their names are leak and b)
 	expect "nothing from outside shows" "$(grep -c -w -e leak -e b "$T/union.txt")" 0
-	expect "the daemon says why" "$(grep -c 'no usable lower directory' "$T/daemon.log")" \
-		"$(grep -c -e 'Permission denied' -e 'Invalid argument' "$T/union.txt")"
+	expect "the daemon says why" "$(grep -c 'invalid redirect' "$T/daemon.log")" \
+		"$(($(grep -c -e 'Invalid argument' "$T/union.txt") + 1))"
 	stop
 	watch_check
 }
