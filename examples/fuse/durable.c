@@ -248,10 +248,12 @@ static uint64_t recover_entry(struct recovery *rc, int dirfd, const char *name, 
 		return 0; /* no identity: it becomes an object when looked up */
 	int r = id_apply(&obj, &how, u, &id, &fh, parent, name, st->st_mode & S_IFMT);
 	if (r < 0) {
+		char shown[256];
+
 		rc->conflicts++;
 		ufs_log("recovery: '%s' (in directory object %" PRIu64 ") claims object %" PRIu64
-		        " which the map gives another file: left alone (%s)", name, parent, id.ino,
-		        fhmap_strerror(r));
+		        " which the map gives another file: left alone (%s)",
+		        ufs_printable(shown, sizeof(shown), name), parent, id.ino, fhmap_strerror(r));
 		return 0;
 	}
 	rc->restored += how == CLAIM_RESTORED;

@@ -44,8 +44,11 @@ int ufs_redirect_get(char *buf, size_t size, int fd)
 	if (!bad)
 		return (int)n;
 	unsigned int k = atomic_fetch_add(&redirects_logged, 1);
+	char shown[256];
+
 	if (k < 8) /* not a flood: every lookup finds it again */
-		ufs_log("invalid redirect (%s)%s", buf, k == 7 ? "; no more of these are logged" : "");
+		ufs_log("invalid redirect (%s)%s", ufs_printable(shown, sizeof(shown), buf),
+		        k == 7 ? "; no more of these are logged" : "");
 	return -EINVAL;
 }
 

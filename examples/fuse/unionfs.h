@@ -347,6 +347,9 @@ int ufs_tmp_name(struct ufs *u, char *buf, size_t size, const char *prefix);
 int ufs_proc_path(char *buf, size_t size, int fd);
 int ufs_proc_at(char *buf, size_t size, int dirfd, const char *name);
 void ufs_remove_any(int dirfd, const char *name);
+/* @in as printable ASCII for a log line (other bytes as \xNN), cut to fit
+ * @size; returns @out. Layer contents are not ours to print raw. */
+const char *ufs_printable(char *out, size_t size, const char *in);
 int ufs_opendir_at(DIR **dir, int fd);
 int ufs_lowerlinks(int fd, long *out);
 /* Sets the lower link count of @name in @fd, or of @fd itself ("") */

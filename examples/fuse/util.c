@@ -45,6 +45,20 @@ int ufs_proc_at(char *buf, size_t size, int dirfd, const char *name)
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
+const char *ufs_printable(char *out, size_t size, const char *in)
+{
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < size; p++) {
+		if (*p >= 0x20 && *p < 0x7f && *p != '\\')
+			out[o++] = (char)*p;
+		else
+			o += (size_t)snprintf(out + o, size - o, "\\x%02x", *p);
+	}
+	out[o] = '\0';
+	return out;
+}
+
 void ufs_remove_any(int dirfd, const char *name)
 {
 	if (unlinkat(dirfd, name, 0) < 0 && (errno == EISDIR || errno == EPERM))

@@ -367,7 +367,7 @@ case_redirects() {
 	ln -s "$OUT" "$T/l1/lnk"
 	mkdir -p "$T/l1/real2/sub" "$T/l1/real3/sub"
 	for v in "/../outside/dir" "../outside/dir" "/../../../../../../../..$OUT/dir" "/lnk/dir" "lnk" \
-		"/real" "real2" "0xff00fe" "0x2f7265616c33002f2e2e" "//real" ".." "." "/real/../.." "/real/" \
+		"/real" "real2" "0xff00fe" "0x2f7265616c33002f2e2e" "0x2f0a78ff1b2f" "//real" ".." "." "/real/../.." "/real/" \
 		"/$(printf 'a%.0s' $(seq 300))" "/$(printf 'a/%.0s' $(seq 2200))"; do
 		i=$((i + 1))
 		mkdir -p "$T/up/e$i" "$T/l1/e$i"
@@ -405,6 +405,9 @@ case_redirects() {
 	expect "nothing from outside shows" "$(grep -c -w -e leak -e b "$T/union.txt")" 0
 	expect "the daemon says why" "$(grep -c 'invalid redirect' "$T/daemon.log")" \
 		"$(($(grep -c -e 'Invalid argument' "$T/union.txt") + 1))"
+	# a raw newline would start a line of its own, or a raw byte stay in it
+	expect "and prints no raw control or non-ASCII byte of a value" \
+		"$(LC_ALL=C grep -c -v -e '^fhmap-unionfs: [ -~]*$' "$T/daemon.log")" 0
 	stop
 	watch_check
 }
