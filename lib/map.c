@@ -97,6 +97,8 @@ static const fhmap__backend *backend_for(const char *location)
 #ifdef FHMAP_HAVE_PG
 	if (fhmap__pg_location(location))
 		return &fhmap__pgsql;
+#else
+	(void)location;
 #endif
 	return &fhmap__lmdb;
 }
