@@ -101,7 +101,10 @@ static int whiteout_at(int dirfd, const char *name)
 
 int ufs_open_flags(const struct ufs *u, int flags)
 {
-	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY);
+	/* O_NOFOLLOW (cp -a, tar) was the kernel's to honour on the union's
+	 * name; on our reopen through /proc/self/fd it would refuse the magic
+	 * link itself (ELOOP) */
+	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW);
 	/* with a writeback cache the kernel reads to fill pages of files open
 	 * for writing, and appends itself */
 	if (atomic_load(&((struct ufs *)u)->writeback)) {

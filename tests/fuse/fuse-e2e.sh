@@ -110,6 +110,9 @@ case_union() {
 	expect "opaque dir in a lower layer stops the merge" "$(ls "$M/op" | tr '\n' ' ')" "a "
 	expect "readdir merge of a dir in both lowers" "$(ls "$M/dir" | tr '\n' ' ')" "dup x y "
 	expect "topmost lower wins" "$(cat "$M/both") $(cat "$M/dir/dup")" "B1 dup1"
+	# cp -a, tar and rsync open with O_NOFOLLOW: the daemon must not pass it on
+	# to its reopen of the layer file through /proc/self/fd (ELOOP)
+	expect "O_NOFOLLOW open of a lower file" "$(dd if="$M/both" iflag=nofollow status=none 2>&1)" B1
 	expect "readdir d_ino equals st_ino" "$(ls -i "$M" | awk '$2=="a"{print $1}')" "$(ino "$M/a")"
 
 	rm "$M/wh"
@@ -130,6 +133,7 @@ case_union() {
 	expect "a file opened before its copy-up reads the copy" "$(tr '\n' ' ' <&4)" "A1 A2 "
 	exec 4<&-
 	expect "write copies up" "$(tr '\n' ' ' <"$T/up/a")" "A1 A2 "
+	expect "O_NOFOLLOW open of a copied-up file" "$(dd if="$M/a" iflag=nofollow status=none 2>&1 | tr '\n' ' ')" "A1 A2 "
 	expect "lower unchanged by copy-up" "$(cat "$T/l1/a")" A1
 	expect "st_ino kept by copy-up" "$(ino "$M/a")" "$ia"
 
