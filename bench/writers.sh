@@ -50,7 +50,9 @@ trap 'rm -rf "$res" "${work:?}/run"' EXIT
 baseline() {
 	local base
 	base=$(bench_baseline "$top" "$build" "$base_commit" fhmap)
-	cmake -S "$top" -B "$build" -DFHMAP_BENCH_BASELINE="$base" >/dev/null
+	local type=()
+	[ -f "$build/CMakeCache.txt" ] || type=(-DCMAKE_BUILD_TYPE=Release) # a new build dir
+	cmake -S "$top" -B "$build" "${type[@]}" -DFHMAP_BENCH_BASELINE="$base" >/dev/null
 	bench_build "$top" "$build" fhmap-writers fhmap-writers-baseline fhmap-commitpair
 	old_lib=$base/build/lib/libfhmap.so.0
 	# It must run the old library, not this tree's.
