@@ -356,9 +356,9 @@ setup_systems() {
 		if [[ " $modes " == *" default "* ]]; then
 			def=default
 		else
-			# "MODE (default)" or "default: MODE" on a line about sync
-			def=$(grep -i sync <<<"$help" | grep -oE '[a-z]+ \(default\)' | head -1 | grep -oE '^[a-z]+' || true)
-			[ -n "$def" ] || def=$(grep -i sync <<<"$help" | grep -oE 'default[: =]+[a-z]+' | head -1 | grep -oE '[a-z]+$' || true)
+			# "MODE (default)" or "default: MODE" on a line about sync or the next
+			def=$(grep -i -A1 sync <<<"$help" | grep -oE '[a-z]+ \(default\)' | head -1 | grep -oE '^[a-z]+' || true)
+			[ -n "$def" ] || def=$(grep -i -A1 sync <<<"$help" | grep -oE 'default[: =]+[a-z]+' | head -1 | grep -oE '[a-z]+$' || true)
 		fi
 	fi
 	if [ -z "${FHMAP_UNION_FULL+x}" ]; then
