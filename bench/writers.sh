@@ -41,7 +41,8 @@ while getopts "b:w:o:r:s:t:B:R:h" opt; do
 	*) sed -n '2,19p' "$0"; exit 2 ;;
 	esac
 done
-work=${work:-$build/writers-work}
+build=$(realpath -m "$build") # the tools want absolute paths
+work=$(realpath -m "${work:-$build/writers-work}")
 old_lib=""
 res=$(mktemp -d)
 trap 'rm -rf "$res" "${work:?}/run"' EXIT
