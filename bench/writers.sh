@@ -41,7 +41,8 @@ while getopts "b:w:o:r:s:t:B:R:h" opt; do
 	*) sed -n '2,19p' "$0"; exit 2 ;;
 	esac
 done
-work=${work:-$build/writers-work}
+build=$(realpath -m "$build") # the tools want absolute paths
+work=$(realpath -m "${work:-$build/writers-work}")
 old_lib=""
 res=$(mktemp -d)
 trap 'rm -rf "$res" "${work:?}/run"' EXIT
@@ -50,7 +51,9 @@ trap 'rm -rf "$res" "${work:?}/run"' EXIT
 baseline() {
 	local base
 	base=$(bench_baseline "$top" "$build" "$base_commit" fhmap)
-	cmake -S "$top" -B "$build" -DFHMAP_BENCH_BASELINE="$base" >/dev/null
+	local type=()
+	[ -f "$build/CMakeCache.txt" ] || type=(-DCMAKE_BUILD_TYPE=Release) # a new build dir
+	cmake -S "$top" -B "$build" "${type[@]}" -DFHMAP_BENCH_BASELINE="$base" >/dev/null
 	bench_build "$top" "$build" fhmap-writers fhmap-writers-baseline fhmap-commitpair
 	old_lib=$base/build/lib/libfhmap.so.0
 	# It must run the old library, not this tree's.

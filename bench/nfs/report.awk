@@ -78,7 +78,7 @@ END {
 	printf "- Kernel %s; CPU %s; memory %s\n", machine["kernel"], machine["cpu"], machine["memory"]
 	printf "- Work directory (lower layer, upper layers, plain copy, map) on %s\n", machine["filesystem"]
 	printf "- %s\n", machine["software"]
-	printf "- libfhmap source: %s; fhmap-unionfs as built there (single-threaded)\n", machine["source"]
+	printf "- libfhmap source: %s; fhmap-unionfs as built there, with its default options (-o sync=deferred, two threads a core)\n", machine["source"]
 	printf "- Load average (1, 5, 15 min) before: %s; after: %s\n", machine["load_before"], machine["load_after"]
 	printf "- %s rounds after one warm-up round; a phase ends after %s operations or %s s; measuring took %s s\n",
 		info["rounds"], info["count"], info["seconds"], info["measure_seconds"]

@@ -356,9 +356,9 @@ setup_systems() {
 		if [[ " $modes " == *" default "* ]]; then
 			def=default
 		else
-			# "MODE (default)" or "default: MODE" on a line about sync
-			def=$(grep -i sync <<<"$help" | grep -oE '[a-z]+ \(default\)' | head -1 | grep -oE '^[a-z]+' || true)
-			[ -n "$def" ] || def=$(grep -i sync <<<"$help" | grep -oE 'default[: =]+[a-z]+' | head -1 | grep -oE '[a-z]+$' || true)
+			# "MODE (default)" or "default: MODE" on a line about sync or the next
+			def=$(grep -i -A1 sync <<<"$help" | grep -oE '[a-z]+ \(default\)' | head -1 | grep -oE '^[a-z]+' || true)
+			[ -n "$def" ] || def=$(grep -i -A1 sync <<<"$help" | grep -oE 'default[: =]+[a-z]+' | head -1 | grep -oE '[a-z]+$' || true)
 		fi
 	fi
 	if [ -z "${FHMAP_UNION_FULL+x}" ]; then
@@ -562,7 +562,9 @@ measure_unit() {
 	c1=$(daemon_cpu)
 	unmount || { emit "@note $s exited with status $? after $u (round $r)"; }
 	if [ $rc != 0 ]; then
-		why=$(grep -v '^$' "$d/err" | head -3 | tr '\n' ' ' | head -c 300)
+		# (pipefail: head may end the pipe before grep is done)
+		why=$(grep -v '^$' "$d/err" | head -3 | tr '\n' ' ' || true)
+		why=${why:0:300}
 		emit "@fail $u $s $r exit $rc: ${why:-no message}"
 		say "round $r $u $s: FAILED: $why"
 	elif grep -q '^RESULT ' "$d/out"; then
