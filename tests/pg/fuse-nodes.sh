@@ -58,7 +58,9 @@ umount -l "$M1" # the dead node's mount: its connection is gone
 ok "node 1 killed (SIGKILL) without unmounting"
 
 M=$M2
+t0=$(date +%s%3N)
 start
+echo "node 2 mounted and serving $(($(date +%s%3N) - t0)) ms after node 1 was gone"
 drop_caches
 "$TOOL" open "$M" "$T/h" >"$T/after"
 for l in f keep second file parent top h1 h2 born inner sub root; do
