@@ -38,6 +38,7 @@
 #define UPPER_ID 2
 #define HEX_MAX "80" /* 2 * FHMAP_FH_MAX */
 
+static fhmap *map;
 static const char *lower, *upper, *stopfile;
 static FILE *journal;
 static pthread_mutex_t journal_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -119,7 +120,8 @@ static int item(fhmap *m, unsigned long i, uint64_t *last, unsigned char *prev, 
 	int rc;
 
 	snprintf(name, sizeof(name), "f%lu", i);
-	if ((rc = put_file(lower, i, "lower")) != 0 || (rc = fhmap_realfh_from_path(&real, m, LOWER_ID, name)) != 0)
+	if ((rc = put_file(lower, i, "lower")) != 0 ||
+	    (rc = fhmap_realfh_from_path(&real, m, LOWER_ID, name)) != 0)
 		return fail("lower file", i, rc);
 	if ((rc = fhmap_object_bind(&o, NULL, m, &real, FHMAP_ROOT_INO, name, S_IFREG)) != 0)
 		return fail("bind", i, rc);
@@ -129,7 +131,8 @@ static int item(fhmap *m, unsigned long i, uint64_t *last, unsigned char *prev, 
 		sprintf(hex + 2 * k, "%02x", fh[k]);
 	note(last, 'b', "%lu %" PRIu64 " %" PRIu32 " %s\n", i, o.ino, o.gen, hex);
 	if (i % 2 == 0) {
-		if ((rc = put_file(upper, i, "copy")) != 0 || (rc = fhmap_realfh_from_path(&real, m, UPPER_ID, name)) != 0)
+		if ((rc = put_file(upper, i, "copy")) != 0 ||
+		    (rc = fhmap_realfh_from_path(&real, m, UPPER_ID, name)) != 0)
 			return fail("upper copy", i, rc);
 		if ((rc = fhmap_copyup_adopt(NULL, m, o.ino, &real)) != 0)
 			return fail("copy-up", i, rc);
@@ -142,8 +145,6 @@ static int item(fhmap *m, unsigned long i, uint64_t *last, unsigned char *prev, 
 	*prev_ino = o.ino;
 	return 0;
 }
-
-static fhmap *map;
 
 static void *worker(void *arg)
 {
@@ -160,9 +161,12 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* Opens the map; for a run, makes it with its two layers and its root. */
 static int open_map(const char *location, int create)
 {
 	fhmap_open_options o = FHMAP_OPEN_OPTIONS_INIT;
+	fhmap_realfh root;
+	uint64_t ino;
 	uint32_t id;
 	int rc;
 
@@ -175,9 +179,6 @@ static int open_map(const char *location, int create)
 	if ((rc = fhmap_layer_add(&id, map, FHMAP_LAYER_LOWER, lower)) != 0 ||
 	    (rc = fhmap_layer_add(&id, map, FHMAP_LAYER_UPPER, upper)) != 0)
 		return rc;
-	fhmap_realfh root;
-	uint64_t ino;
-
 	if ((rc = fhmap_realfh_from_path(&root, map, LOWER_ID, "")) != 0)
 		return rc;
 	return fhmap_bind(&ino, map, &root, 0, "", S_IFDIR);
@@ -192,7 +193,8 @@ static int run(void)
 			return 1;
 	for (int k = 0; k < THREADS; k++)
 		pthread_join(t[k], NULL);
-	printf("updates %lu, connections lost %lu, lost commits looked up %lu, longest wait for an update %lu ms\n",
+	printf("updates %lu, connections lost %lu, lost commits looked up %lu, longest wait for an update "
+	       "%lu ms\n",
 	       atomic_load(&updates), atomic_load(&lost), atomic_load(&looked_up), atomic_load(&longest_ms));
 	return atomic_load(&failed);
 }
@@ -202,7 +204,8 @@ static int run(void)
 
 static int same_real(const fhmap_realfh *a, const fhmap_realfh *b)
 {
-	return a->layer == b->layer && a->type == b->type && a->len == b->len && !memcmp(a->data, b->data, a->len);
+	return a->layer == b->layer && a->type == b->type && a->len == b->len &&
+	       !memcmp(a->data, b->data, a->len);
 }
 
 /* The first line of @dir/f<i> is "@text <i>". */
@@ -327,7 +330,8 @@ int main(int argc, char **argv)
 	int run_mode = argc == 7 && !strcmp(argv[1], "run"), rc;
 
 	if (!run_mode && !(argc == 6 && !strcmp(argv[1], "verify"))) {
-		fprintf(stderr, "usage: %s run MAP LOWER UPPER JOURNAL STOPFILE | verify MAP LOWER UPPER JOURNAL\n",
+		fprintf(stderr,
+		        "usage: %s run MAP LOWER UPPER JOURNAL STOPFILE | verify MAP LOWER UPPER JOURNAL\n",
 		        argv[0]);
 		return 2;
 	}
