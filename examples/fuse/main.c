@@ -408,6 +408,16 @@ static int open_map(struct ufs *u, const struct ufs_options *o)
 		return -1;
 	}
 	memcpy(u->map_uuid, info.uuid, sizeof(u->map_uuid));
+	/* A map that commits every update durably (PostgreSQL) opens in full
+	 * mode whatever was asked: the daemon then syncs as with sync=full,
+	 * which costs nothing there. */
+	if (info.sync != u->cfg.map_sync) {
+		if (!u->cfg.sync_full)
+			ufs_log("db: every update of this map is durable: -o sync=%s taken as full",
+			        o->sync ? o->sync : "deferred");
+		u->cfg.map_sync = info.sync;
+		u->cfg.sync_full = 1;
+	}
 	if (check_layers(u, o->db) < 0 || (u->upper.root && open_work(u, o) < 0))
 		return -1;
 	r = u->upper.root ? ufs_recover_pending(u) : 0;

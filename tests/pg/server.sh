@@ -104,7 +104,10 @@ case $cmd in
   kill)
     pid=$(cat "$dir/pid")
     kill -KILL "$pid"
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    # dead once a zombie: who reaps it (init) may take its time
+    while kill -0 "$pid" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" != Z ]; do
+      sleep 0.05
+    done
     ;;
   promote) as_owner "$bindir/pg_ctl" -D "$dir/data" -w promote >/dev/null ;;
   *) echo "usage: $0 start|stop|kill|promote DIR" >&2; exit 2 ;;
