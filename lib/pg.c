@@ -6,6 +6,7 @@
  * standbys): the map is always in full mode. */
 #include <errno.h>
 #include <stdlib.h>
+#include <uuid/uuid.h>
 
 #include "pg.h"
 
@@ -341,6 +342,7 @@ static int pg_open(fhmap *m, const char *location, const fhmap_open_options *o)
 {
 	fhmap__pg *pg = calloc(1, sizeof(*pg));
 	fhmap__pgc *c;
+	uuid_t id;
 	int rc;
 
 	if (!pg)
@@ -348,6 +350,8 @@ static int pg_open(fhmap *m, const char *location, const fhmap_open_options *o)
 	pthread_mutex_init(&pg->pool_lock, NULL);
 	pthread_cond_init(&pg->pool_cond, NULL);
 	pg->writer = (fhmap__pgc){ .m = m, .conninfo = location };
+	uuid_generate_random(id);
+	uuid_unparse_lower(id, pg->writer.writer);
 	for (unsigned int i = 0; i < FHMAP__PG_READERS; i++)
 		pg->readers[i] = (fhmap__pgc){ .m = m, .conninfo = location, .reader = 1 };
 	m->store = pg;
@@ -382,6 +386,7 @@ static void pg_close(fhmap *m, fhmap__write_fn fn)
 		return;
 	if (fn && (rc = pg_write_durable(m, fn, NULL)) != 0)
 		fhmap__log(m, FHMAP_LOG_ERROR, "last commit at close failed: %s", fhmap_strerror(rc));
+	fhmap__pg_writer_forget(&PG(m)->writer);
 	pg_free(m);
 }
 

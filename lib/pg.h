@@ -28,7 +28,8 @@ typedef struct fhmap__pgc {
 	int in_txn;        /* a transaction is open */
 	int err;           /* the transaction failed (it is dead): its error */
 	int retry;         /* ... and running it again may succeed */
-	uint64_t xid;      /* the write transaction's id: its outcome after a lost commit */
+	char writer[37];   /* the writer connection's identity (a UUID per open map) ... */
+	uint64_t seq;      /* ... and the number of its last write transaction (pg_txn.c) */
 	PGresult **res;    /* results whose bytes the transaction handed out */
 	size_t nres, cap;
 	int reader;        /* of the reader pool */
@@ -82,6 +83,9 @@ int fhmap__pg_write_begin(fhmap__pgc *c);
 /* Commits it; a commit whose answer the connection lost is looked up
  * after reconnecting. 0, -EAGAIN (not applied: run again) or -errno. */
 int fhmap__pg_commit(fhmap__pgc *c);
+/* Removes the marker row of the writer @c at close (a left one is
+ * harmless). */
+void fhmap__pg_writer_forget(fhmap__pgc *c);
 /* Writer role held: runs @body in write transactions until one commits,
  * again after serialization failures and lost connections (all or
  * nothing each time, with the number ranges as they were). @body returns

@@ -11,9 +11,13 @@
 
 #include "pg.h"
 
-/* migrations[i] takes the layout from version i to i + 1. */
+/* migrations[i] takes the layout from version i to i + 1. Version 2:
+ * fhmap_writers, each open writer's count of write transactions begun, a
+ * marker written by the transaction itself (pg_txn.c: a lost commit's
+ * outcome). */
 static const char *const migrations[] = {
 	"CREATE TABLE fhmap_kv (k bytea PRIMARY KEY, v bytea NOT NULL)",
+	"CREATE TABLE fhmap_writers (writer uuid PRIMARY KEY, seq bigint NOT NULL)",
 };
 #define LAYOUT_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 /* pg_advisory_xact_lock key of the migrations ("fhmp"). */

@@ -2,10 +2,13 @@
  * counters, an index entry two nodes insert at once (two binds of one
  * origin) and a copy-up intent are then each changed by one transaction at
  * a time, the others fail with a serialization failure and run again, and
- * see what the first wrote. Every write transaction learns its id at
- * BEGIN, so that a commit whose answer a lost connection swallowed is
- * looked up (txid_status) rather than guessed: run again only if it did
- * not commit, never applied twice nor half. Reads run REPEATABLE READ, READ
+ * see what the first wrote. Every write transaction marks itself in the
+ * BEGIN round trip: it sets its writer's row of fhmap_writers to its own
+ * number, so that a commit whose answer a lost connection swallowed is
+ * looked up (the row says) rather than guessed: run again only if it did
+ * not commit, never applied twice nor half. Unlike a transaction id, which
+ * a promoted standby may hand out again, the marker cannot be another
+ * transaction's (one writer identity per open map). Reads run REPEATABLE READ, READ
  * ONLY: one snapshot, never a serialization failure. A read whose
  * connection is lost (a failover, a killed backend) goes on, on a new
  * connection and a new snapshot, as READ COMMITTED would: every record is
@@ -90,56 +93,51 @@ void fhmap__pg_end(fhmap__pgc *c)
 
 int fhmap__pg_write_begin(fhmap__pgc *c)
 {
+	char sql[224];
 	int rc;
-	PGresult *res = begin(c, "BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT txid_current()", &rc);
+	PGresult *res;
 
-	if (!res)
+	snprintf(sql, sizeof(sql),
+	         "BEGIN ISOLATION LEVEL SERIALIZABLE; INSERT INTO fhmap_writers VALUES ('%s', %llu) "
+	         "ON CONFLICT (writer) DO UPDATE SET seq = EXCLUDED.seq",
+	         c->writer, (unsigned long long)++c->seq);
+	if (!(res = begin(c, sql, &rc)))
 		return rc;
-	c->xid = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	return 0;
 }
 
-/* The commit of c->xid went out and the connection was lost before the
- * answer: ask the server (the new primary, after a failover) what became
- * of it. 0 committed, FHMAP__ERETRY not, or -errno. */
+/* The commit of transaction c->seq went out and the connection was lost
+ * before the answer: read the writer's marker on the server (the new
+ * primary, after a failover). The statement is a write so that it waits
+ * for the transaction if its backend still runs it (the row's lock, or the
+ * first marker's key being inserted) and so that it runs on a primary.
+ * 0 committed, FHMAP__ERETRY not, or -errno. */
 static int outcome(fhmap__pgc *c)
 {
-	char xid[24];
-	const char *param = xid;
+	const char *param = c->writer;
 
-	snprintf(xid, sizeof(xid), "%llu", (unsigned long long)c->xid);
 	for (int i = 0; i < 10 * RETRY_SECONDS; i++) {
 		PGresult *res;
 		int rc;
 
 		if ((rc = fhmap__pgc_connect(c, 1)) != 0)
 			return rc;
-		res = PQexecParams(c->conn, "SELECT txid_status($1::bigint)", 1, NULL, &param, NULL, NULL, 0);
+		res = PQexecParams(c->conn,
+		                   "INSERT INTO fhmap_writers VALUES ($1, 0) ON CONFLICT (writer) "
+		                   "DO UPDATE SET seq = fhmap_writers.seq RETURNING seq",
+		                   1, NULL, &param, NULL, NULL, 0);
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
-			const char *st = PQgetisnull(res, 0, 0) ? "unknown" : PQgetvalue(res, 0, 0);
-
-			rc = !strcmp(st, "committed") ? 0 : !strcmp(st, "aborted") ? FHMAP__ERETRY : -EIO;
-			if (!strcmp(st, "in progress"))
-				rc = 1; /* its backend has not noticed yet */
+			rc = strtoull(PQgetvalue(res, 0, 0), NULL, 10) >= c->seq ? 0 : FHMAP__ERETRY;
 			PQclear(res);
-			if (rc <= 0) {
-				fhmap__log(c->m, FHMAP_LOG_INFO, "transaction %s after the lost commit: %s", xid, st);
-				return rc;
-			}
-			usleep(100000);
-			continue;
-		}
-		/* 22023: an id in this server's future never reached it (a
-		 * standby promoted before the commit came through). */
-		if (res && PQresultErrorField(res, PG_DIAG_SQLSTATE) &&
-		    !strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "22023")) {
-			PQclear(res);
-			return FHMAP__ERETRY;
+			fhmap__log(c->m, FHMAP_LOG_INFO, "transaction %llu of writer %s after the lost commit: %s",
+			           (unsigned long long)c->seq, c->writer, rc ? "not committed" : "committed");
+			return rc;
 		}
 		c->err = 0;
 		if ((rc = fhmap__pgc_failed(c, res)) != 0 && !c->retry)
 			return rc;
+		usleep(100000);
 	}
 	return -EIO;
 }
@@ -169,6 +167,20 @@ int fhmap__pg_commit(fhmap__pgc *c)
 	if (!c->conn)
 		return outcome(c);
 	return c->retry ? FHMAP__ERETRY : rc;
+}
+
+void fhmap__pg_writer_forget(fhmap__pgc *c)
+{
+	const char *param = c->writer;
+	PGresult *res;
+
+	/* Only this writer reads its row, and only before its next write. */
+	if (!c->seq || !c->conn)
+		return;
+	res = PQexecParams(c->conn, "DELETE FROM fhmap_writers WHERE writer = $1", 1, NULL, &param, NULL, NULL, 0);
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+		fhmap__log(c->m, FHMAP_LOG_INFO, "writer %s: marker row left: %s", c->writer, PQerrorMessage(c->conn));
+	PQclear(res);
 }
 
 static void backoff(unsigned int attempt)

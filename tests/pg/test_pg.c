@@ -1,8 +1,10 @@
 /* What only a shared map on PostgreSQL has to get right: several processes
- * (nodes) binding at once, and connections killed in the middle of
- * transactions (pg_terminate_backend). Run with FHMAP_TEST_BACKEND=pg on
+ * (nodes) binding at once, connections killed in the middle of
+ * transactions (pg_terminate_backend), and a COMMIT whose answer is lost
+ * (its outcome read from the writer's marker). Run with FHMAP_TEST_BACKEND=pg on
  * the server of tests/pg/server.sh (helpers.c). */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -10,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -296,6 +301,179 @@ START_TEST(killed_reader_reconnects)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* A commit whose answer is lost */
+
+/* The test's advisory lock: the next COMMIT of its map waits for it. */
+#define COMMIT_LOCK_SQL "SELECT pg_advisory_%s(%d)"
+
+static void admin_exec(PGconn *a, const char *sql)
+{
+	PGresult *res = PQexec(a, sql);
+
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK,
+	              "%s: %s", sql, PQerrorMessage(a));
+	PQclear(res);
+}
+
+/* The admin holds the lock; a deferred trigger makes the first COMMIT that
+ * wrote fhmap_kv wait for it (once: a sequence is not rolled back). */
+static void hold_next_commit(PGconn *a)
+{
+	char sql[1024];
+
+	snprintf(sql, sizeof(sql), COMMIT_LOCK_SQL, "lock", (int)getpid());
+	admin_exec(a, sql);
+	snprintf(sql, sizeof(sql),
+	         "CREATE SEQUENCE %s.once; CREATE FUNCTION %s.hold() RETURNS trigger LANGUAGE plpgsql AS "
+	         "$$BEGIN IF nextval('%s.once') = 1 THEN PERFORM pg_advisory_xact_lock_shared(%d); END IF; "
+	         "RETURN NULL; END$$; CREATE CONSTRAINT TRIGGER hold AFTER INSERT OR UPDATE ON %s.fhmap_kv "
+	         "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %s.hold()",
+	         fx.schema, fx.schema, fx.schema, (int)getpid(), fx.schema, fx.schema);
+	admin_exec(a, sql);
+}
+
+/* Waits until a backend of the test's map runs @query waiting for a lock;
+ * its pid and its client's port. */
+static void wait_for_lock(PGconn *a, const char *query, int *pid, int *port)
+{
+	const char *params[2] = { fx.schema, query };
+
+	for (int i = 0; i < 1000; i++) {
+		PGresult *res = PQexecParams(
+		    a,
+		    "SELECT pid, client_port FROM pg_stat_activity WHERE application_name "
+		    "= $1 AND query LIKE $2 AND wait_event_type = 'Lock'",
+		    2, NULL, params, NULL, NULL, 0);
+		int n;
+
+		ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+		if ((n = PQntuples(res)) == 1) {
+			*pid = atoi(PQgetvalue(res, 0, 0));
+			*port = atoi(PQgetvalue(res, 0, 1));
+		}
+		PQclear(res);
+		if (n == 1)
+			return;
+		usleep(10000);
+	}
+	ck_abort_msg("no backend ran %s", query);
+}
+
+/* Cuts this process's TCP connection from local port @port, as a network
+ * failure would: the server goes on with what it was doing. */
+static void cut_connection(int port)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int cut = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)) != NULL) {
+		struct sockaddr_in sa;
+		socklen_t len = sizeof(sa);
+		struct stat st;
+		int fd = atoi(e->d_name);
+
+		if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
+		    ntohs(sa.sin_port) == port && shutdown(fd, SHUT_RDWR) == 0)
+			cut++;
+	}
+	closedir(d);
+	ck_assert_int_eq(cut, 1);
+}
+
+static char outcome_msg[256];
+
+static void log_outcome(void *ctx, fhmap_log_level level, const char *msg)
+{
+	(void)ctx;
+	if (strstr(msg, "after the lost commit"))
+		snprintf(outcome_msg, sizeof(outcome_msg), "%s", msg);
+	log_stderr(ctx, level, msg);
+}
+
+struct lone_bind {
+	fhmap *m;
+	uint64_t ino;
+	int rc;
+};
+
+static void *lone_bind_run(void *arg)
+{
+	struct lone_bind *b = arg;
+	fhmap_realfh fh = fx_fake_fh(fx.lower_id, 42);
+
+	b->rc = fhmap_bind(&b->ino, b->m, &fh, FHMAP_ROOT_INO, "lost", S_IFREG);
+	return NULL;
+}
+
+/* A bind whose COMMIT's answer is lost: @committed, its connection is cut
+ * while the COMMIT waits, and the COMMIT then goes through; otherwise its
+ * backend is killed there (the transaction aborts). Either way the bind
+ * returns its object, which is there once; returns the outcome logged. */
+static const char *lose_commit(int committed)
+{
+	fhmap_open_options o = FHMAP_OPEN_OPTIONS_INIT;
+	struct lone_bind b = { NULL, 0, -1 };
+	PGconn *a = admin();
+	fhmap_map_stats st;
+	fhmap_realfh fh = fx_fake_fh(fx.lower_id, 42);
+	uint64_t ino;
+	pthread_t t;
+	char sql[128];
+	int pid, port;
+
+	fx_close();
+	name_connections();
+	o.log = log_outcome;
+	CK_OK(fhmap_open(&b.m, fx.db, &o));
+	hold_next_commit(a);
+	ck_assert_int_eq(pthread_create(&t, NULL, lone_bind_run, &b), 0);
+	wait_for_lock(a, "COMMIT", &pid, &port);
+	if (committed) {
+		cut_connection(port);
+		/* The lookup waits for the transaction its backend still runs. */
+		wait_for_lock(a, "INSERT INTO fhmap_writers%", &pid, &port);
+	} else {
+		snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", pid);
+		admin_exec(a, sql);
+	}
+	snprintf(sql, sizeof(sql), COMMIT_LOCK_SQL, "unlock", (int)getpid());
+	admin_exec(a, sql);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	CK_OK(b.rc);
+	CK_OK(fhmap_stats(&st, b.m));
+	ck_assert_uint_eq(st.objects, 2); /* and the root */
+	ck_assert_uint_eq(st.origin_entries, 2);
+	CK_OK(fhmap_lookup_origin(&ino, b.m, &fh));
+	ck_assert_uint_eq(ino, b.ino);
+	fhmap_close(b.m);
+	PQfinish(a);
+	return outcome_msg;
+}
+
+/* The commit went through though its answer was lost: the marker says so,
+ * and the bind is not run again (it would make a second object). */
+START_TEST(lost_commit_that_committed_is_not_run_again)
+{
+	const char *msg = lose_commit(1);
+
+	ck_assert_msg(strstr(msg, ": committed"), "outcome: '%s'", msg);
+}
+END_TEST
+
+/* The commit never went through: the marker says so, and the bind runs
+ * again. */
+START_TEST(lost_commit_that_aborted_runs_again)
+{
+	const char *msg = lose_commit(0);
+
+	ck_assert_msg(strstr(msg, ": not committed"), "outcome: '%s'", msg);
+}
+END_TEST
+
 int main(void)
 {
 	TCase *tc;
@@ -304,5 +482,7 @@ int main(void)
 	tcase_add_test(tc, processes_binding_one_origin_get_one_object);
 	tcase_add_test(tc, killed_connections_never_half_apply);
 	tcase_add_test(tc, killed_reader_reconnects);
+	tcase_add_test(tc, lost_commit_that_committed_is_not_run_again);
+	tcase_add_test(tc, lost_commit_that_aborted_runs_again);
 	return fx_run(s);
 }
