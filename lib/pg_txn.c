@@ -26,6 +26,7 @@
 
 /* A write transaction given up after this long of failed attempts. */
 #define RETRY_SECONDS 60
+#define LOCK_WAIT "60s" /* RETRY_SECONDS, for lock_timeout */
 /* Connections a transaction's first statement tries before it fails. */
 #define BEGIN_ATTEMPTS 8
 
@@ -123,10 +124,15 @@ static int outcome(fhmap__pgc *c)
 
 		if ((rc = fhmap__pgc_connect(c, 1)) != 0)
 			return rc;
+		/* The upsert waits for the lost transaction if its backend still
+		 * runs it (a COMMIT waiting for a standby that may never answer):
+		 * bounded, then -EIO (outcome unknown) with the server's reason. */
+		PQclear(PQexec(c->conn, "SET lock_timeout = '" LOCK_WAIT "'"));
 		res = PQexecParams(c->conn,
 		                   "INSERT INTO fhmap_writers VALUES ($1, 0) ON CONFLICT (writer) "
 		                   "DO UPDATE SET seq = fhmap_writers.seq RETURNING seq",
 		                   1, NULL, &param, NULL, NULL, 0);
+		PQclear(PQexec(c->conn, "RESET lock_timeout"));
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
 			rc = strtoull(PQgetvalue(res, 0, 0), NULL, 10) >= c->seq ? 0 : FHMAP__ERETRY;
 			PQclear(res);
