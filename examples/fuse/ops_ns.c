@@ -101,7 +101,10 @@ static int whiteout_at(int dirfd, const char *name)
 
 int ufs_open_flags(const struct ufs *u, int flags)
 {
-	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY);
+	/* O_NOFOLLOW: the kernel resolved the name without following; the
+	 * daemon reopens the object through /proc/self/fd, a link it must
+	 * follow (kept, every open(O_NOFOLLOW) of a file failed with ELOOP) */
+	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW);
 	/* with a writeback cache the kernel reads to fill pages of files open
 	 * for writing, and appends itself */
 	if (atomic_load(&((struct ufs *)u)->writeback)) {

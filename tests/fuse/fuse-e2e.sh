@@ -110,6 +110,7 @@ case_union() {
 	expect "opaque dir in a lower layer stops the merge" "$(ls "$M/op" | tr '\n' ' ')" "a "
 	expect "readdir merge of a dir in both lowers" "$(ls "$M/dir" | tr '\n' ' ')" "dup x y "
 	expect "topmost lower wins" "$(cat "$M/both") $(cat "$M/dir/dup")" "B1 dup1"
+	expect "open(O_NOFOLLOW) of a file reads it" "$(dd if="$M/a" iflag=nofollow status=none 2>&1)" A1
 	expect "readdir d_ino equals st_ino" "$(ls -i "$M" | awk '$2=="a"{print $1}')" "$(ino "$M/a")"
 
 	rm "$M/wh"
