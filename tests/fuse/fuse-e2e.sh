@@ -229,6 +229,10 @@ case_handles() {
 	drop_caches
 	"$TOOL" open "$M" "$T/h" >"$T/o3"
 	expect "sibling's old handle reads new content" "$(field h2 "$T/o3")" "ok ino=$(ino "$M/h1") data=new-hl"
+	stop
+	"$FHMAP_CTL" check "$DB" --deep >"$T/check.out" 2>&1
+	expect "check --deep is clean with a lower hardlink's copy in the index" "$?" 0 || cat "$T/check.out"
+	start
 
 	mv "$M/g/p/file" "$M/g/p/file2"
 	mv "$M/g/p" "$M/g/p2"
