@@ -53,6 +53,8 @@
 #define UFS_XATTR_NAMES "trusted.fhmap.names"
 /* Identity of an upper file: map, object, generation, origin (durable.c). */
 #define UFS_XATTR_ID "trusted.fhmap.id"
+/* On the work dir while a daemon serves (durable.c). */
+#define UFS_XATTR_RUNNING "trusted.fhmap.running"
 /* Read-only virtual xattr of every object: the map's UUID (identity.c). */
 #define UFS_XATTR_MAP_UUID "trusted.fhmap.uuid"
 /* Default work directory, created inside the upper root and hidden. */
@@ -99,6 +101,7 @@ struct ufs {
 	int work_fd;              /* work dir on the upper filesystem */
 	int index_fd;             /* work/index: copied-up lower hardlinks */
 	int hide_work;            /* work dir is UFS_WORK_NAME in the upper root */
+	int running;              /* the work dir is marked (ufs_run_begin) */
 	struct ufs_config cfg;
 	long fd_cap;              /* fds nodes may keep open */
 	struct ufs_node *root;    /* held for the whole mount */
@@ -308,8 +311,12 @@ int ufs_id_claim(fhmap_object *out, struct ufs *u, int dirfd, const char *name, 
 int ufs_map_changed(struct ufs *u, int unrecoverable);
 /* Makes every update durable (fsync, unmount); skips when none came. */
 int ufs_map_sync(struct ufs *u);
-/* After a system crash: restores records from the upper layer. */
-int ufs_recover_crash(struct ufs *u);
+/* After a system crash or a daemon that died (@died): makes the map agree
+ * with the upper layer (restores records, finishes removals and renames). */
+int ufs_recover_crash(struct ufs *u, int died);
+/* Marks the work dir while serving; *died: the last daemon did not end. */
+int ufs_run_begin(struct ufs *u, int *died);
+void ufs_run_end(struct ufs *u);
 /* Removes the work dir's temporaries, forgetting objects never placed. */
 int ufs_work_clean(struct ufs *u);
 

@@ -2,7 +2,7 @@
 # End-to-end tests of fhmap-unionfs on real kernel FUSE mounts.
 #   fuse-e2e.sh BINARY FH_TOOL CASE
 # CASE: union | handles | restart | forged | recovery | overlayfs | random | options
-#       | crash | stress
+#       | crash | died | stress
 # crash and stress also need FHMAP_CTL (fhmapctl) and, for stress,
 # FHMAP_STRESS (tests/fuse/stress.c) in the environment.
 # Needs root and /dev/fuse; exits 77 (skipped) with a message otherwise.
@@ -641,6 +641,41 @@ case_crash() {
 	for mode in deferred full lazy; do crash_one "$mode" process; done
 }
 
+# A daemon that died between an operation's change of the upper layer and
+# its map update (each request thread can leave one): simulated by making
+# the changes on the upper layer of a stopped daemon and leaving the work
+# dir marked, as a killed daemon does. The next mount finishes them before
+# any lookup could: handles taken before reach the object where it is now,
+# or are ESTALE for what the operations removed.
+case_died() {
+	[ -x "${FHMAP_CTL:-}" ] || { echo "FAIL: FHMAP_CTL (fhmapctl) not given"; exit 1; }
+	echo gone >"$T/l1/lgone"
+	start
+	mkdir -p "$M/a/moved" "$M/b"; echo up >"$M/a/moved/f"; echo doomed >"$M/a/doomed"
+	local mi fi
+	mi=$(ino "$M/a/moved"); fi=$(ino "$M/a/moved/f")
+	"$TOOL" save "$T/h" moved="$M/a/moved" f="$M/a/moved/f" doomed="$M/a/doomed" lgone="$M/lgone" ||
+		fail "save handles"
+	stop
+	mv "$T/up/a/moved" "$T/up/b/moved"
+	rm "$T/up/a/doomed"
+	mknod "$T/up/lgone" c 0 0
+	setfattr -n trusted.fhmap.running -v "" "$T/up/.fhmap-work"
+	start
+	expect_match "the recovery is logged" "$(cat "$T/daemon.log")" \
+		"last daemon died.*recovery: .* 2 lost objects forgotten, 0 copied up again, 1 name hints moved"
+	"$TOOL" open "$M" "$T/h" >"$T/o"
+	expect "the moved directory's handle reconnects to its new path" "$(field moved "$T/o")" "ok ino=$mi dir=$M/b/moved"
+	expect "a file below it" "$(field f "$T/o")" "ok ino=$fi data=up"
+	expect "the removed upper file's handle is ESTALE" "$(field doomed "$T/o")" ESTALE
+	expect "the whited-out lower file's handle is ESTALE" "$(field lgone "$T/o")" ESTALE
+	stop
+	expect "no mark left after a clean end" \
+		"$(getfattr -n trusted.fhmap.running "$T/up/.fhmap-work" 2>/dev/null | grep -c '^trusted')" 0
+	"$FHMAP_CTL" check "$DB" --deep >"$T/check.out" 2>&1
+	expect "fhmapctl check --deep is clean" "$?" 0 || cat "$T/check.out"
+}
+
 # Many threads changing the union at once (tests/fuse/stress.c), then a
 # remount: the map is consistent and every handle reaches its own object.
 case_stress() {
@@ -664,7 +699,7 @@ case_stress() {
 }
 
 case "$CASE" in
-union | handles | restart | forged | recovery | overlayfs | random | options | crash | stress) "case_$CASE" ;;
+union | handles | restart | forged | recovery | overlayfs | random | options | crash | died | stress) "case_$CASE" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 finish
