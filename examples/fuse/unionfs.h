@@ -286,7 +286,8 @@ int ufs_copy_again(struct ufs *u, const fhmap_object *obj);
 int ufs_xattr_private(const char *name);
 
 /* ------------------------------------------------------------------------ */
-/* Names of hardlinked files (links.c); the node locked exclusively */
+/* Names of hardlinked files (links.c); the node locked exclusively, except
+ * where said */
 
 /* @n got the name @parent/@name (link). */
 void ufs_links_add(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name);
@@ -295,6 +296,11 @@ void ufs_links_move(struct ufs *u, struct ufs_node *n, uint64_t oldp, const char
                     const char *newname);
 /* The name @parent/@name of @n went, others stay: the hint moves to one. */
 void ufs_links_gone(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name);
+/* A lookup found @n (not locked) at the lower name @parent/@name: when its
+ * hint names none of its names any more (the hinted name of a lower
+ * hardlink in the index went, and the union learns the others only as
+ * they are looked up), the hint moves here. */
+void ufs_links_seen(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Durability (durable.c) */

@@ -257,6 +257,11 @@ case_handles() {
 	expect "unlinked file handle is ESTALE" "$(field gone "$T/o6")" ESTALE
 	expect "remaining hardlink keeps working" "$(field h2 "$T/o6")" "ok ino=$(ino "$M/h2") data=new-hl"
 	expect "link count after one name went" "$(stat -c %h "$M/h2")" 1
+	stop
+	"$FHMAP_CTL" check "$DB" --deep >"$T/check.out" 2>&1
+	expect "the hinted name of a lower hardlink went: the hint follows a name looked up" "$?" 0 ||
+		cat "$T/check.out"
+	start
 	rm "$M/h2"
 	drop_caches
 	"$TOOL" open "$M" "$T/h" >"$T/o7"
