@@ -141,6 +141,8 @@ static int add_chunk(struct fill *f, size_t from, size_t to)
 		st.st_mode = e[k].obj.type;
 		if (room && (!f->plus || ufs_entry_attr(&st, f->u, &e[k]) == 0) &&
 		    (room = add(f, names[k], &st, e[k].obj.ino, e[k].obj.gen, from + k)) && f->plus) {
+			if (!e[k].s.on_upper) /* the kernel learns the name as from a lookup */
+				ufs_links_seen(f->u, e[k].n, f->h->n->ino, names[k]);
 			ufs_node_lookup(e[k].n);
 			f->g.inos[f->g.count++] = e[k].obj.ino;
 		}

@@ -296,10 +296,10 @@ void ufs_links_move(struct ufs *u, struct ufs_node *n, uint64_t oldp, const char
                     const char *newname);
 /* The name @parent/@name of @n went, others stay: the hint moves to one. */
 void ufs_links_gone(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name);
-/* A lookup found @n (not locked) at the lower name @parent/@name: when its
- * hint names none of its names any more (the hinted name of a lower
- * hardlink in the index went, and the union learns the others only as
- * they are looked up), the hint moves here. */
+/* A lookup or readdirplus found @n (not locked) at the lower name
+ * @parent/@name: when its hint names none of its names any more (the
+ * hinted name of a lower hardlink in the index went, and the union learns
+ * the others only as they are looked up), the hint moves here. */
 void ufs_links_seen(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name);
 
 /* ------------------------------------------------------------------------ */
