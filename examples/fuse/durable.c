@@ -329,6 +329,25 @@ static void recover_dir(struct recovery *rc, int dirfd, uint64_t dir_ino, int de
 	closedir(dir);
 }
 
+/* A copy in the index with no union name left, no lower name counted and
+ * no upper link: a removal of its last name (a rename over it) reached
+ * the upper layer and the daemon died before it removed the copy. */
+static void forget_nameless(struct recovery *rc, uint64_t ino, const char *name, const struct stat *st)
+{
+	struct ufs *u = rc->u;
+	long lower;
+	int fd;
+
+	if (!ino || st->st_nlink != 1 || (fd = openat(u->index_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return;
+	int nameless = ufs_lowerlinks(fd, &lower) == 0 && lower == 0;
+	close(fd);
+	if (nameless && fhmap_unlink(u->map, ino) == 0) {
+		unlinkat(u->index_fd, name, 0);
+		rc->forgotten++;
+	}
+}
+
 /* Copied-up lower hardlinks: their hint cannot be known here; the root
  * stands in for the parent. */
 static void recover_index(struct recovery *rc)
@@ -341,8 +360,11 @@ static void recover_index(struct recovery *rc)
 	while ((de = readdir(dir))) {
 		struct stat st;
 
-		if (de->d_name[0] != '.' && fstatat(rc->u->index_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			recover_entry(rc, rc->u->index_fd, de->d_name, 0, &st);
+		if (de->d_name[0] == '.' || fstatat(rc->u->index_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		uint64_t ino = recover_entry(rc, rc->u->index_fd, de->d_name, 0, &st);
+		if (!rc->system)
+			forget_nameless(rc, ino, de->d_name, &st);
 	}
 	closedir(dir);
 }

@@ -654,26 +654,33 @@ case_crash() {
 # or are ESTALE for what the operations removed.
 case_died() {
 	[ -x "${FHMAP_CTL:-}" ] || { echo "FAIL: FHMAP_CTL (fhmapctl) not given"; exit 1; }
-	echo gone >"$T/l1/lgone"
+	echo gone >"$T/l1/lgone"; echo hl >"$T/l1/h1"; ln "$T/l1/h1" "$T/l1/h2"
 	start
 	mkdir -p "$M/a/moved" "$M/b"; echo up >"$M/a/moved/f"; echo doomed >"$M/a/doomed"
-	local mi fi
-	mi=$(ino "$M/a/moved"); fi=$(ino "$M/a/moved/f")
-	"$TOOL" save "$T/h" moved="$M/a/moved" f="$M/a/moved/f" doomed="$M/a/doomed" lgone="$M/lgone" ||
-		fail "save handles"
+	echo copied >>"$M/h1"; mv "$M/h1" "$M/b/h"; rm "$M/h2"
+	local mi fi hi
+	mi=$(ino "$M/a/moved"); fi=$(ino "$M/a/moved/f"); hi=$(ino "$M/b/h")
+	"$TOOL" save "$T/h" moved="$M/a/moved" f="$M/a/moved/f" doomed="$M/a/doomed" lgone="$M/lgone" \
+		h="$M/b/h" || fail "save handles"
 	stop
+	expect "the lower hardlink's copy is in the index, its last name an upper link" \
+		"$(stat -c %h "$T/up/.fhmap-work/index/$hi") $(getfattr --only-values -n trusted.fhmap.lowerlinks \
+			"$T/up/.fhmap-work/index/$hi")" "2 0"
 	mv "$T/up/a/moved" "$T/up/b/moved"
 	rm "$T/up/a/doomed"
 	mknod "$T/up/lgone" c 0 0
+	rm "$T/up/b/h"
 	setfattr -n trusted.fhmap.running -v "" "$T/up/.fhmap-work"
 	start
 	expect_match "the recovery is logged" "$(cat "$T/daemon.log")" \
-		"last daemon died.*recovery: .* 2 lost objects forgotten, 0 copied up again, 1 name hints moved"
+		"last daemon died.*recovery: .* 3 lost objects forgotten, 0 copied up again, 1 name hints moved"
 	"$TOOL" open "$M" "$T/h" >"$T/o"
 	expect "the moved directory's handle reconnects to its new path" "$(field moved "$T/o")" "ok ino=$mi dir=$M/b/moved"
 	expect "a file below it" "$(field f "$T/o")" "ok ino=$fi data=up"
 	expect "the removed upper file's handle is ESTALE" "$(field doomed "$T/o")" ESTALE
 	expect "the whited-out lower file's handle is ESTALE" "$(field lgone "$T/o")" ESTALE
+	expect "the nameless index copy's handle is ESTALE" "$(field h "$T/o")" ESTALE
+	expect "and the copy is gone" "$(ls -A "$T/up/.fhmap-work/index" | wc -l)" 0
 	stop
 	expect "no mark left after a clean end" \
 		"$(getfattr -n trusted.fhmap.running "$T/up/.fhmap-work" 2>/dev/null | grep -c '^trusted')" 0
