@@ -270,13 +270,23 @@ static int take_handle(struct worker *w, struct kl_obj *o)
 	return r;
 }
 
-/* Lists a top directory: lookups and listings alongside the changes. */
-static int list_top(struct worker *w)
+/* Lists one of the thread's directories alongside the changes (lookups
+ * and listings of a directory while other threads change theirs). Not a
+ * shared one: a READDIRPLUS reply of the kernel's that carries the link
+ * count from before a concurrent link() overwrites the count of the link's
+ * reply (Linux 6.18), the next unlink takes the kernel's count to 0 and
+ * link() of the file then fails with ENOENT before it reaches the daemon
+ * (docs/reliability.md). Each thread's own listings never race its own
+ * links. */
+static int list_dir(struct worker *w)
 {
+	struct kl_obj *o = pick(w, 1, NULL);
 	char path[4096];
 	DIR *d;
 
-	snprintf(path, sizeof(path), "%s/d%u", w->mnt, rnd(w, KL_TOPS));
+	if (!o)
+		return 0;
+	kl_root_path(path, sizeof(path), w->mnt, w->s, o->id);
 	if (!(d = opendir(path)))
 		return -errno;
 	errno = 0;
@@ -298,7 +308,7 @@ static int step(struct worker *w)
 	int r;
 
 	if (rnd(w, 16) == 0)
-		r = list_top(w);
+		r = list_dir(w);
 	else if (choose(&op, w) < 0)
 		return 0;
 	else {
