@@ -329,6 +329,31 @@ static void recover_dir(struct recovery *rc, int dirfd, uint64_t dir_ino, int de
 	closedir(dir);
 }
 
+/* A count marked while a lower name was being hidden (ops_ns.c): the
+ * name is hidden once anything is at it on the upper layer (nothing was,
+ * or the name would not have shown the object), and the count drops. */
+static void settle_lowerlinks(struct ufs *u, const char *name)
+{
+	char hidden[FHMAP_NAME_MAX + 1];
+	fhmap_object dir;
+	uint64_t parent;
+	struct stat st;
+	long lower;
+	int fd = openat(u->index_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC), dfd, gone = 0;
+
+	if (fd < 0)
+		return;
+	if (ufs_lowerlinks_get(fd, &lower, &parent, hidden, sizeof(hidden)) == 1) {
+		if (fhmap_get(&dir, u->map, parent) == 0 && dir.has_upper &&
+		    fhmap_open_real(&dfd, u->map, &dir.upper, O_PATH | O_DIRECTORY) == 0) {
+			gone = fstatat(dfd, hidden, &st, AT_SYMLINK_NOFOLLOW) == 0;
+			close(dfd);
+		}
+		ufs_set_lowerlinks(fd, "", gone && lower > 0 ? lower - 1 : lower);
+	}
+	close(fd);
+}
+
 /* A copy in the index with no union name left, no lower name counted and
  * no upper link: a removal of its last name (a rename over it) reached
  * the upper layer and the daemon died before it removed the copy. */
@@ -363,6 +388,7 @@ static void recover_index(struct recovery *rc)
 		if (de->d_name[0] == '.' || fstatat(rc->u->index_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
 		uint64_t ino = recover_entry(rc, rc->u->index_fd, de->d_name, 0, &st);
+		settle_lowerlinks(rc->u, de->d_name);
 		if (!rc->system)
 			forget_nameless(rc, ino, de->d_name, &st);
 	}

@@ -335,6 +335,12 @@ int ufs_proc_at(char *buf, size_t size, int dirfd, const char *name);
 void ufs_remove_any(int dirfd, const char *name);
 int ufs_opendir_at(DIR **dir, int fd);
 int ufs_lowerlinks(int fd, long *out);
+/* The same, and 1 with the name being hidden (@parent, @name of at least
+ * FHMAP_NAME_MAX + 1 bytes) while the count is marked. */
+int ufs_lowerlinks_get(int fd, long *out, uint64_t *parent, char *name, size_t size);
+/* Marks the count @value of @fd: the lower name @parent/@name is about to
+ * be hidden, and a crash before the count drops leaves the mark. */
+int ufs_lowerlinks_hiding(int fd, long value, uint64_t parent, const char *name);
 /* Sets the lower link count of @name in @fd, or of @fd itself ("") */
 int ufs_set_lowerlinks(int fd, const char *name, long value);
 void ufs_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -655,11 +655,13 @@ case_crash() {
 case_died() {
 	[ -x "${FHMAP_CTL:-}" ] || { echo "FAIL: FHMAP_CTL (fhmapctl) not given"; exit 1; }
 	echo gone >"$T/l1/lgone"; echo hl >"$T/l1/h1"; ln "$T/l1/h1" "$T/l1/h2"
+	echo p >"$T/l1/p1"; ln "$T/l1/p1" "$T/l1/p2"; echo q >"$T/l1/q1"; ln "$T/l1/q1" "$T/l1/q2"
 	start
 	mkdir -p "$M/a/moved" "$M/b"; echo up >"$M/a/moved/f"; echo doomed >"$M/a/doomed"
 	echo copied >>"$M/h1"; mv "$M/h1" "$M/b/h"; rm "$M/h2"
-	local mi fi hi
-	mi=$(ino "$M/a/moved"); fi=$(ino "$M/a/moved/f"); hi=$(ino "$M/b/h")
+	echo p2 >>"$M/p1"; echo q2 >>"$M/q1"
+	local mi fi hi pi qi
+	mi=$(ino "$M/a/moved"); fi=$(ino "$M/a/moved/f"); hi=$(ino "$M/b/h"); pi=$(ino "$M/p1"); qi=$(ino "$M/q1")
 	"$TOOL" save "$T/h" moved="$M/a/moved" f="$M/a/moved/f" doomed="$M/a/doomed" lgone="$M/lgone" \
 		h="$M/b/h" || fail "save handles"
 	stop
@@ -670,6 +672,11 @@ case_died() {
 	rm "$T/up/a/doomed"
 	mknod "$T/up/lgone" c 0 0
 	rm "$T/up/b/h"
+	# an unlink of p1 that whited it out, one of q1 that had not yet: their
+	# lower link counts still marked
+	mknod "$T/up/p1" c 0 0
+	setfattr -n trusted.fhmap.lowerlinks -v "2 -1 p1" "$T/up/.fhmap-work/index/$pi"
+	setfattr -n trusted.fhmap.lowerlinks -v "2 -1 q1" "$T/up/.fhmap-work/index/$qi"
 	setfattr -n trusted.fhmap.running -v "" "$T/up/.fhmap-work"
 	start
 	expect_match "the recovery is logged" "$(cat "$T/daemon.log")" \
@@ -680,7 +687,9 @@ case_died() {
 	expect "the removed upper file's handle is ESTALE" "$(field doomed "$T/o")" ESTALE
 	expect "the whited-out lower file's handle is ESTALE" "$(field lgone "$T/o")" ESTALE
 	expect "the nameless index copy's handle is ESTALE" "$(field h "$T/o")" ESTALE
-	expect "and the copy is gone" "$(ls -A "$T/up/.fhmap-work/index" | wc -l)" 0
+	expect "and the copy is gone" "$(ls -A "$T/up/.fhmap-work/index" | grep -vc "^$pi$\|^$qi$")" 0
+	expect "a marked lower link count drops when the name was hidden, else stays" \
+		"$(stat -c %h "$M/p2") $(stat -c %h "$M/q1") $(cat "$M/q2" | tr '\n' ' ')" "1 2 q q2 "
 	stop
 	expect "no mark left after a clean end" \
 		"$(getfattr -n trusted.fhmap.running "$T/up/.fhmap-work" 2>/dev/null | grep -c '^trusted')" 0
