@@ -360,6 +360,13 @@ static void resolve(struct check *c, int t, unsigned char *buf)
 	    "in %ld); as if not done:",
 	    t, names[op->code], op->id, op->n1, op->p1, op->n2, op->p2);
 	compare(c, t, 1, buf);
+	if (kl_thread_copy(&before, th) < 0)
+		exit(2);
+	kl_apply(&c->s, t, op);
+	fprintf(stderr, "killload check: thread %d, as if done:\n", t);
+	compare(c, t, 1, buf);
+	free(th->o);
+	*th = before;
 }
 
 /* ------------------------------------------------------------------------ */
