@@ -189,7 +189,8 @@ static int copy_of_hardlink(struct scan *s, const fhmap_object *o)
 	struct stat st;
 	int fd, many;
 
-	if (!o->has_origin || (o->type & S_IFMT) == S_IFDIR || fhmap_open_real(&fd, s->map, &o->origin, O_PATH))
+	if (!o->has_origin || (o->type & S_IFMT) == S_IFDIR ||
+	    fhmap_open_real(&fd, s->map, &o->origin, O_PATH))
 		return 0;
 	many = fstat(fd, &st) == 0 && st.st_nlink > 1;
 	close(fd);

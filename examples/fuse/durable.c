@@ -230,7 +230,7 @@ int ufs_map_sync(struct ufs *u)
 
 struct recovery {
 	struct ufs *u;
-	int system;  /* the system went down: the map may be ahead of the upper layer */
+	int system; /* the system went down: the map may be ahead of the upper layer */
 	unsigned long restored, adopted, forgotten, again, conflicts, hints;
 };
 
@@ -255,13 +255,15 @@ static int hint_names(struct ufs *u, const fhmap_object *rec, const struct stat 
  * the old name, which ".." of a directory handle follows (to a directory
  * that does not list it: ESTALE), as fhmapctl does. A directory has one
  * name; a file keeps a hint that still names it. */
-static void hint_fix(struct recovery *rc, uint64_t ino, const char *name, uint64_t parent, const struct stat *st)
+static void hint_fix(struct recovery *rc, uint64_t ino, const char *name, uint64_t parent,
+                     const struct stat *st)
 {
 	struct ufs *u = rc->u;
 	fhmap_object rec;
 
 	if (ino == FHMAP_ROOT_INO || fhmap_get(&rec, u->map, ino) < 0 ||
-	    (rec.parent == parent && !strcmp(rec.name, name)) || (!S_ISDIR(st->st_mode) && hint_names(u, &rec, st)))
+	    (rec.parent == parent && !strcmp(rec.name, name)) ||
+	    (!S_ISDIR(st->st_mode) && hint_names(u, &rec, st)))
 		return;
 	if (fhmap_rename(u->map, ino, parent, name) == 0)
 		rc->hints++;
@@ -290,7 +292,8 @@ static uint64_t recover_entry(struct recovery *rc, int dirfd, const char *name, 
 	}
 	if (ufs_proc_at(path, sizeof(path), dirfd, name) < 0 || id_get(&id, u, path) < 0)
 		return 0; /* no identity: it becomes an object when looked up */
-	int r = id_apply(&obj, &how, u, &id, &fh, parent ? parent : FHMAP_ROOT_INO, name, st->st_mode & S_IFMT);
+	int r = id_apply(&obj, &how, u, &id, &fh, parent ? parent : FHMAP_ROOT_INO, name,
+	                 st->st_mode & S_IFMT);
 	if (r < 0) {
 		rc->conflicts++;
 		ufs_log("recovery: '%s' (in directory object %" PRIu64 ") claims object %" PRIu64
@@ -363,7 +366,8 @@ static void forget_nameless(struct recovery *rc, uint64_t ino, const char *name,
 	long lower;
 	int fd;
 
-	if (!ino || st->st_nlink != 1 || (fd = openat(u->index_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+	if (!ino || st->st_nlink != 1 ||
+	    (fd = openat(u->index_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return;
 	int nameless = ufs_lowerlinks(fd, &lower) == 0 && lower == 0;
 	close(fd);
@@ -385,7 +389,8 @@ static void recover_index(struct recovery *rc)
 	while ((de = readdir(dir))) {
 		struct stat st;
 
-		if (de->d_name[0] == '.' || fstatat(rc->u->index_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		if (de->d_name[0] == '.' ||
+		    fstatat(rc->u->index_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
 		uint64_t ino = recover_entry(rc, rc->u->index_fd, de->d_name, 0, &st);
 		settle_lowerlinks(rc->u, de->d_name);
@@ -408,7 +413,8 @@ static int origin_hidden(struct ufs *u, const fhmap_object *obj)
 	if (fhmap_get(&parent, u->map, obj->parent) < 0 || !parent.has_upper ||
 	    fhmap_open_real(&fd, u->map, &parent.upper, O_RDONLY | O_DIRECTORY) < 0)
 		return 0;
-	hidden = fstatat(fd, obj->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (ufs_is_whiteout(&st) || !S_ISDIR(st.st_mode));
+	hidden = fstatat(fd, obj->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	         (ufs_is_whiteout(&st) || !S_ISDIR(st.st_mode));
 	close(fd);
 	if (hidden && obj->type != S_IFDIR && fhmap_open_real(&fd, u->map, &obj->origin, O_PATH) == 0) {
 		hidden = fstat(fd, &ost) == 0 && ost.st_nlink == 1;
@@ -487,18 +493,21 @@ int ufs_recover_crash(struct ufs *u, int died)
 	if (r < 0 || (!r && !died))
 		return r;
 	rc.system = r;
-	ufs_log(rc.system ? "the system went down while the map had updates to commit: recovering them from the "
-	                    "upper layer"
-	                  : "the last daemon died: finishing the operations it had begun on the upper layer");
+	ufs_log(rc.system
+	            ? "the system went down while the map had updates to commit: recovering them from the "
+	              "upper layer"
+	            : "the last daemon died: finishing the operations it had begun on the upper layer");
 	recover_dir(&rc, u->upper.fd, FHMAP_ROOT_INO, 0);
 	recover_index(&rc);
 	recover_records(&rc);
 	r = fhmap_sync(u->map);
 	if (r == 0 && rc.system)
 		r = fhmap_recovery_done(u->map);
-	ufs_log("recovery: %lu objects restored, %lu copy-ups adopted, %lu lost objects forgotten, %lu copied up "
-	        "again, %lu name hints moved, %lu left alone%s%s", rc.restored, rc.adopted, rc.forgotten, rc.again,
-	        rc.hints, rc.conflicts, r ? ": " : "", r ? fhmap_strerror(r) : "");
+	ufs_log(
+	    "recovery: %lu objects restored, %lu copy-ups adopted, %lu lost objects forgotten, %lu copied up "
+	    "again, %lu name hints moved, %lu left alone%s%s",
+	    rc.restored, rc.adopted, rc.forgotten, rc.again, rc.hints, rc.conflicts, r ? ": " : "",
+	    r ? fhmap_strerror(r) : "");
 	return r;
 }
 

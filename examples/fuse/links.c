@@ -151,9 +151,11 @@ static int lower_names(struct ufs *u, const fhmap_object *dir, const fhmap_objec
 	struct stat a, b;
 	int dfd, fd, same = 0;
 
-	if (!dir->has_origin || !obj->has_origin || fhmap_open_real(&dfd, u->map, &dir->origin, O_PATH | O_DIRECTORY))
+	if (!dir->has_origin || !obj->has_origin ||
+	    fhmap_open_real(&dfd, u->map, &dir->origin, O_PATH | O_DIRECTORY))
 		return 0;
-	if (fstatat(dfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && fhmap_open_real(&fd, u->map, &obj->origin, O_PATH) == 0) {
+	if (fstatat(dfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    fhmap_open_real(&fd, u->map, &obj->origin, O_PATH) == 0) {
 		same = fstat(fd, &b) == 0 && same_file(&a, &b);
 		close(fd);
 	}
@@ -231,7 +233,8 @@ void ufs_links_seen(struct ufs *u, struct ufs_node *n, uint64_t parent, const ch
 	ufs_node_wrlock(n);
 	obj = n->obj;
 	if (obj.state == FHMAP_STATE_UPPER && ufs_node_fd(&fd, &owned, u, n) == 0) {
-		if (!still_named(u, &obj, fd, obj.parent, obj.name) && fhmap_rename(u->map, n->ino, parent, name) == 0) {
+		if (!still_named(u, &obj, fd, obj.parent, obj.name) &&
+		    fhmap_rename(u->map, n->ino, parent, name) == 0) {
 			obj.parent = parent;
 			snprintf(obj.name, sizeof(obj.name), "%s", name);
 			ufs_node_set_obj(n, &obj);
