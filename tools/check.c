@@ -181,6 +181,22 @@ int check_fresh_handle(fhmap_realfh *out, fhmap *map, uint32_t layer, const char
 	return fhmap_realfh_from_path(out, map, layer, ctl_layer_rel(path));
 }
 
+/* The upper copy of a lower file with several links lives outside the
+ * tree (fhmap-unionfs keeps it in its work dir's index, as overlayfs does
+ * with index=on): its names are the lower ones, which show through. */
+static int copy_of_hardlink(struct scan *s, const fhmap_object *o)
+{
+	struct stat st;
+	int fd, many;
+
+	if (!o->has_origin || (o->type & S_IFMT) == S_IFDIR ||
+	    fhmap_open_real(&fd, s->map, &o->origin, O_PATH))
+		return 0;
+	many = fstat(fd, &st) == 0 && st.st_nlink > 1;
+	close(fd);
+	return many;
+}
+
 /* Compares the object a real handle opens with the file at @hint, its
  * path on the handle's layer. */
 static void check_hint(struct scan *s, const fhmap_object *o, const fhmap_realfh *fh, int fd,
@@ -197,6 +213,8 @@ static void check_hint(struct scan *s, const fhmap_object *o, const fhmap_realfh
 	p.which = which;
 	p.layer = fh->layer;
 	if (fstatat(sl->fd, rel[0] ? rel : ".", &b, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno == ENOENT && fh == &o->upper && copy_of_hardlink(s, o))
+			return;
 		snprintf(p.reason, sizeof(p.reason), "%s handle opens, but no file at %s on layer %u",
 		         which, hint, (unsigned)fh->layer);
 		report(s, &p);

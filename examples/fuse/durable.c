@@ -26,6 +26,12 @@
  * claiming one identity) is logged and left alone: an entry without a
  * valid identity becomes a new object when it is looked up.
  *
+ * A daemon that dies (process crash) loses no map update, but each of its
+ * request threads may leave an operation whose upper-layer change (made
+ * first) the map did not follow yet. The mark on the work dir tells the
+ * next mount, which walks the upper layer the same way and also moves
+ * stale name hints, and forgets records whose file a removal took.
+ *
  * With -o sync=full, updates the upper layer cannot restore (a lower
  * object's first bind, unlink, rename, link, recovery) are made durable
  * before the reply, so no handle can go stale after a crash at all.
@@ -224,11 +230,48 @@ int ufs_map_sync(struct ufs *u)
 
 struct recovery {
 	struct ufs *u;
-	unsigned long restored, adopted, forgotten, again, conflicts;
+	int system; /* the system went down: the map may be ahead of the upper layer */
+	unsigned long restored, adopted, forgotten, again, conflicts, hints;
 };
 
-/* One upper entry: an unmapped file with an identity of this map. Gives
- * the object of a directory to walk into (0: none known). */
+/* The name hint of @rec names the upper file @st (in its parent's upper
+ * directory). */
+static int hint_names(struct ufs *u, const fhmap_object *rec, const struct stat *st)
+{
+	fhmap_object parent;
+	struct stat hs;
+	int fd, same;
+
+	if (fhmap_get(&parent, u->map, rec->parent) < 0 || !parent.has_upper ||
+	    fhmap_open_real(&fd, u->map, &parent.upper, O_RDONLY | O_DIRECTORY) < 0)
+		return 0;
+	same = fstatat(fd, rec->name, &hs, AT_SYMLINK_NOFOLLOW) == 0 && hs.st_dev == st->st_dev &&
+	       hs.st_ino == st->st_ino;
+	close(fd);
+	return same;
+}
+
+/* A rename that reached the upper layer and not the map leaves the hint at
+ * the old name, which ".." of a directory handle follows (to a directory
+ * that does not list it: ESTALE), as fhmapctl does. A directory has one
+ * name; a file keeps a hint that still names it. */
+static void hint_fix(struct recovery *rc, uint64_t ino, const char *name, uint64_t parent,
+                     const struct stat *st)
+{
+	struct ufs *u = rc->u;
+	fhmap_object rec;
+
+	if (ino == FHMAP_ROOT_INO || fhmap_get(&rec, u->map, ino) < 0 ||
+	    (rec.parent == parent && !strcmp(rec.name, name)) ||
+	    (!S_ISDIR(st->st_mode) && hint_names(u, &rec, st)))
+		return;
+	if (fhmap_rename(u->map, ino, parent, name) == 0)
+		rc->hints++;
+}
+
+/* One upper entry: an unmapped file with an identity of this map, or a
+ * mapped one whose hint is stale (@parent 0: in the index, no name of the
+ * union). Gives the object of a directory to walk into (0: none known). */
 static uint64_t recover_entry(struct recovery *rc, int dirfd, const char *name, uint64_t parent,
                               const struct stat *st)
 {
@@ -242,11 +285,15 @@ static uint64_t recover_entry(struct recovery *rc, int dirfd, const char *name, 
 
 	if (fhmap_realfh_at(&fh, u->upper.id, dirfd, name) < 0)
 		return 0;
-	if (fhmap_lookup_upper(&ino, u->map, &fh) == 0)
+	if (fhmap_lookup_upper(&ino, u->map, &fh) == 0) {
+		if (parent)
+			hint_fix(rc, ino, name, parent, st);
 		return ino;
+	}
 	if (ufs_proc_at(path, sizeof(path), dirfd, name) < 0 || id_get(&id, u, path) < 0)
 		return 0; /* no identity: it becomes an object when looked up */
-	int r = id_apply(&obj, &how, u, &id, &fh, parent, name, st->st_mode & S_IFMT);
+	int r = id_apply(&obj, &how, u, &id, &fh, parent ? parent : FHMAP_ROOT_INO, name,
+	                 st->st_mode & S_IFMT);
 	if (r < 0) {
 		char shown[256];
 
@@ -287,6 +334,51 @@ static void recover_dir(struct recovery *rc, int dirfd, uint64_t dir_ino, int de
 	closedir(dir);
 }
 
+/* A count marked while a lower name was being hidden (ops_ns.c): the
+ * name is hidden once anything is at it on the upper layer (nothing was,
+ * or the name would not have shown the object), and the count drops. */
+static void settle_lowerlinks(struct ufs *u, const char *name)
+{
+	char hidden[FHMAP_NAME_MAX + 1];
+	fhmap_object dir;
+	uint64_t parent;
+	struct stat st;
+	long lower;
+	int fd = openat(u->index_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC), dfd, gone = 0;
+
+	if (fd < 0)
+		return;
+	if (ufs_lowerlinks_get(fd, &lower, &parent, hidden, sizeof(hidden)) == 1) {
+		if (fhmap_get(&dir, u->map, parent) == 0 && dir.has_upper &&
+		    fhmap_open_real(&dfd, u->map, &dir.upper, O_PATH | O_DIRECTORY) == 0) {
+			gone = fstatat(dfd, hidden, &st, AT_SYMLINK_NOFOLLOW) == 0;
+			close(dfd);
+		}
+		ufs_set_lowerlinks(fd, "", gone && lower > 0 ? lower - 1 : lower);
+	}
+	close(fd);
+}
+
+/* A copy in the index with no union name left, no lower name counted and
+ * no upper link: a removal of its last name (a rename over it) reached
+ * the upper layer and the daemon died before it removed the copy. */
+static void forget_nameless(struct recovery *rc, uint64_t ino, const char *name, const struct stat *st)
+{
+	struct ufs *u = rc->u;
+	long lower;
+	int fd;
+
+	if (!ino || st->st_nlink != 1 ||
+	    (fd = openat(u->index_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return;
+	int nameless = ufs_lowerlinks(fd, &lower) == 0 && lower == 0;
+	close(fd);
+	if (nameless && fhmap_unlink(u->map, ino) == 0) {
+		unlinkat(u->index_fd, name, 0);
+		rc->forgotten++;
+	}
+}
+
 /* Copied-up lower hardlinks: their hint cannot be known here; the root
  * stands in for the parent. */
 static void recover_index(struct recovery *rc)
@@ -299,15 +391,45 @@ static void recover_index(struct recovery *rc)
 	while ((de = readdir(dir))) {
 		struct stat st;
 
-		if (de->d_name[0] != '.' && fstatat(rc->u->index_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			recover_entry(rc, rc->u->index_fd, de->d_name, FHMAP_ROOT_INO, &st);
+		if (de->d_name[0] == '.' ||
+		    fstatat(rc->u->index_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		uint64_t ino = recover_entry(rc, rc->u->index_fd, de->d_name, 0, &st);
+		settle_lowerlinks(rc->u, de->d_name);
+		if (!rc->system)
+			forget_nameless(rc, ino, de->d_name, &st);
 	}
 	closedir(dir);
 }
 
-/* Records whose upper file the crash took (the map's commit came before
- * the upper filesystem's): born on the upper layer, the object is gone;
- * copied up, its origin is copied up again. */
+/* A lower object that a removal (unlink, rmdir, rename over it) hid on
+ * the upper layer, a whiteout or another file now at its name, before the
+ * daemon died: the map still has it (a lower file with several names is
+ * left alone: the others may still show it). */
+static int origin_hidden(struct ufs *u, const fhmap_object *obj)
+{
+	fhmap_object parent;
+	struct stat st, ost;
+	int fd, hidden;
+
+	if (fhmap_get(&parent, u->map, obj->parent) < 0 || !parent.has_upper ||
+	    fhmap_open_real(&fd, u->map, &parent.upper, O_RDONLY | O_DIRECTORY) < 0)
+		return 0;
+	hidden = fstatat(fd, obj->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	         (ufs_is_whiteout(&st) || !S_ISDIR(st.st_mode));
+	close(fd);
+	if (hidden && obj->type != S_IFDIR && fhmap_open_real(&fd, u->map, &obj->origin, O_PATH) == 0) {
+		hidden = fstat(fd, &ost) == 0 && ost.st_nlink == 1;
+		close(fd);
+	}
+	return hidden;
+}
+
+/* Records whose upper file is gone. After a daemon crash the upper layer
+ * is never behind the map (it is changed first): a removal that had not
+ * reached the map, the object is gone. After a system crash the map's
+ * commit may have come before the upper filesystem's: born on the upper
+ * layer, the object is gone; copied up, its origin is copied up again. */
 static void recover_records(struct recovery *rc)
 {
 	struct ufs *u = rc->u;
@@ -320,13 +442,17 @@ static void recover_records(struct recovery *rc)
 	while (fhmap_iter_next(&obj, it) != -ENOENT) {
 		int fd;
 
+		if (obj.state == FHMAP_STATE_ORIGIN && !rc->system && origin_hidden(u, &obj)) {
+			rc->forgotten += fhmap_unlink(u->map, obj.ino) == 0;
+			continue;
+		}
 		if (obj.state != FHMAP_STATE_UPPER || !obj.has_upper || obj.ino == FHMAP_ROOT_INO)
 			continue;
 		if (fhmap_open_real(&fd, u->map, &obj.upper, O_PATH) == 0) {
 			close(fd);
 			continue;
 		}
-		if (!obj.has_origin) {
+		if (!obj.has_origin || !rc->system) {
 			rc->forgotten += fhmap_unlink(u->map, obj.ino) == 0;
 			continue;
 		}
@@ -361,24 +487,47 @@ static void recover_records(struct recovery *rc)
 	free(todo);
 }
 
-int ufs_recover_crash(struct ufs *u)
+int ufs_recover_crash(struct ufs *u, int died)
 {
 	struct recovery rc = { .u = u };
 	int r = fhmap_recovery_needed(u->map);
 
-	if (r <= 0)
+	if (r < 0 || (!r && !died))
 		return r;
-	ufs_log("the system went down while the map had updates to commit: recovering them from the upper layer");
+	rc.system = r;
+	ufs_log(rc.system
+	            ? "the system went down while the map had updates to commit: recovering them from the "
+	              "upper layer"
+	            : "the last daemon died: finishing the operations it had begun on the upper layer");
 	recover_dir(&rc, u->upper.fd, FHMAP_ROOT_INO, 0);
 	recover_index(&rc);
 	recover_records(&rc);
 	r = fhmap_sync(u->map);
-	if (r == 0)
+	if (r == 0 && rc.system)
 		r = fhmap_recovery_done(u->map);
-	ufs_log("recovery: %lu objects restored, %lu copy-ups adopted, %lu lost objects forgotten, %lu copied up "
-	        "again, %lu left alone%s%s", rc.restored, rc.adopted, rc.forgotten, rc.again, rc.conflicts,
-	        r ? ": " : "", r ? fhmap_strerror(r) : "");
+	ufs_log(
+	    "recovery: %lu objects restored, %lu copy-ups adopted, %lu lost objects forgotten, %lu copied up "
+	    "again, %lu name hints moved, %lu left alone%s%s",
+	    rc.restored, rc.adopted, rc.forgotten, rc.again, rc.hints, rc.conflicts, r ? ": " : "",
+	    r ? fhmap_strerror(r) : "");
 	return r;
+}
+
+/* The work dir is marked while a daemon serves: a mark left behind is a
+ * daemon that died, whose last operations (at most one a request thread)
+ * may have changed the upper layer and not the map, which comes second. */
+int ufs_run_begin(struct ufs *u, int *died)
+{
+	*died = fgetxattr(u->work_fd, UFS_XATTR_RUNNING, NULL, 0) >= 0;
+	if (fsetxattr(u->work_fd, UFS_XATTR_RUNNING, "", 0, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+void ufs_run_end(struct ufs *u)
+{
+	if (fremovexattr(u->work_fd, UFS_XATTR_RUNNING) < 0)
+		ufs_log("work dir: %s: %s", UFS_XATTR_RUNNING, strerror(errno));
 }
 
 /* ------------------------------------------------------------------------ */

@@ -139,21 +139,52 @@ void ufs_links_move(struct ufs *u, struct ufs_node *n, uint64_t oldp, const char
 	names_done(fd, owned);
 }
 
-/* Is @parent/@name a name of the upper file @fd? Its directory is not
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev;
+}
+
+/* The lower entry @name of the directory object @dir is the origin of
+ * @obj (nothing above it on the upper layer: the name shows it). */
+static int lower_names(struct ufs *u, const fhmap_object *dir, const fhmap_object *obj, const char *name)
+{
+	struct stat a, b;
+	int dfd, fd, same = 0;
+
+	if (!dir->has_origin || !obj->has_origin ||
+	    fhmap_open_real(&dfd, u->map, &dir->origin, O_PATH | O_DIRECTORY))
+		return 0;
+	if (fstatat(dfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    fhmap_open_real(&fd, u->map, &obj->origin, O_PATH) == 0) {
+		same = fstat(fd, &b) == 0 && same_file(&a, &b);
+		close(fd);
+	}
+	close(dfd);
+	return same;
+}
+
+/* Does @parent/@name show @obj, whose upper file is @fd: an upper link of
+ * it, or a lower name of its origin that nothing on the upper layer hides
+ * (a lower hardlink copied up into the index)? The directory is not
  * locked: the answer is only good for a hint. */
-static int still_linked(struct ufs *u, int fd, uint64_t parent, const char *name)
+static int still_named(struct ufs *u, const fhmap_object *obj, int fd, uint64_t parent, const char *name)
 {
 	fhmap_object dir;
 	struct stat a, b;
-	int dfd, same;
+	int dfd, found, opaque;
 
-	if (fhmap_get(&dir, u->map, parent) < 0 || dir.state != FHMAP_STATE_UPPER ||
-	    fhmap_open_real(&dfd, u->map, &dir.upper, O_PATH | O_DIRECTORY) < 0)
+	if (fhmap_get(&dir, u->map, parent) < 0 || dir.state == FHMAP_STATE_UNLINKED)
 		return 0;
-	same = fstatat(dfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && fstat(fd, &b) == 0 && a.st_ino == b.st_ino &&
-	       a.st_dev == b.st_dev;
+	if (!dir.has_upper)
+		return lower_names(u, &dir, obj, name);
+	if (fhmap_open_real(&dfd, u->map, &dir.upper, O_RDONLY | O_DIRECTORY) < 0)
+		return 0;
+	found = fstatat(dfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0;
+	opaque = !found && errno == ENOENT ? ufs_fd_opaque(dfd) : 1;
 	close(dfd);
-	return same;
+	if (found)
+		return fstat(fd, &b) == 0 && same_file(&a, &b);
+	return !opaque && lower_names(u, &dir, obj, name);
 }
 
 void ufs_links_gone(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name)
@@ -174,7 +205,7 @@ void ufs_links_gone(struct ufs *u, struct ufs_node *n, uint64_t parent, const ch
 
 		memcpy(other, nm.buf + 9, ol);
 		other[ol] = '\0';
-		if (still_linked(u, fd, op, other) && fhmap_rename(u->map, n->ino, op, other) == 0) {
+		if (still_named(u, &n->obj, fd, op, other) && fhmap_rename(u->map, n->ino, op, other) == 0) {
 			fhmap_object obj = n->obj;
 
 			obj.parent = op;
@@ -188,4 +219,28 @@ void ufs_links_gone(struct ufs *u, struct ufs_node *n, uint64_t parent, const ch
 	if (off >= 0 || hinted)
 		names_store(&nm, proc);
 	names_done(fd, owned);
+}
+
+void ufs_links_seen(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name)
+{
+	fhmap_object obj;
+	int fd, owned;
+
+	ufs_node_obj(&obj, n);
+	if (obj.type == S_IFDIR || obj.state != FHMAP_STATE_UPPER || !obj.has_origin ||
+	    (obj.parent == parent && !strcmp(obj.name, name)))
+		return; /* the common case: no lock taken */
+	ufs_node_wrlock(n);
+	obj = n->obj;
+	if (obj.state == FHMAP_STATE_UPPER && ufs_node_fd(&fd, &owned, u, n) == 0) {
+		if (!still_named(u, &obj, fd, obj.parent, obj.name) &&
+		    fhmap_rename(u->map, n->ino, parent, name) == 0) {
+			obj.parent = parent;
+			snprintf(obj.name, sizeof(obj.name), "%s", name);
+			ufs_node_set_obj(n, &obj);
+			ufs_map_changed(u, 1);
+		}
+		names_done(fd, owned);
+	}
+	ufs_node_unlock(n);
 }

@@ -428,9 +428,14 @@ static int open_map(struct ufs *u, const struct ufs_options *o)
 	if (check_root(u) < 0)
 		return -1;
 	r = 0;
-	if (u->upper.root) {
+	if (u->upper.root) { /* a read-only union has no work dir, nothing to recover */
+		int died = 0;
+
 		ufs_work_clean(u);
-		r = ufs_recover_crash(u);
+		r = ufs_run_begin(u, &died);
+		u->running = r == 0;
+		if (r == 0)
+			r = ufs_recover_crash(u, died);
 	}
 	if (r == 0)
 		r = ufs_nodes_init(u);
@@ -459,6 +464,8 @@ static void close_all(struct ufs *u)
 			ufs_log("db: last updates not committed: %s", fhmap_strerror(r));
 		fhmap_close(u->map);
 	}
+	if (u->running)
+		ufs_run_end(u); /* a clean end: the map has every update */
 	for (size_t i = 0; i < u->nlowers; i++) {
 		if (u->lowers[i].fd >= 0)
 			close(u->lowers[i].fd);

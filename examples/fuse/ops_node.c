@@ -114,6 +114,8 @@ void ufs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (r == 0 && (r = ufs_dir_get(&ref, u, d)) == 0) {
 		r = ufs_resolve(&e, u, d, ref.l, name, 0);
+		if (r == 0 && !e.s.on_upper)
+			ufs_links_seen(u, e.n, d->ino, name);
 		if (r == 0)
 			r = ufs_entry_attr(&st, u, &e);
 		ufs_dir_put(&ref);

@@ -409,8 +409,11 @@ static int remove_name(struct ufs *u, int dirfd, const char *name, const struct 
 	return r;
 }
 
-/* One lower name of an object in the index went (lock held). */
-static int drop_lowerlink(struct ufs *u, struct ufs_node *n)
+/* One lower name of an object in the index goes (lock held): first, with
+ * @name, its count is marked with the name about to be hidden, so that a
+ * mount after a crash in between knows which it is (durable.c); once the
+ * name is hidden, without, the count drops, which clears the mark. */
+static int count_lowerlink(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name)
 {
 	long lower;
 	int fd, owned, r = ufs_node_fd(&fd, &owned, u, n);
@@ -419,7 +422,8 @@ static int drop_lowerlink(struct ufs *u, struct ufs_node *n)
 		return r;
 	r = ufs_lowerlinks(fd, &lower);
 	if (r == 0)
-		r = ufs_set_lowerlinks(fd, "", lower > 0 ? lower - 1 : 0);
+		r = name ? ufs_lowerlinks_hiding(fd, lower, parent, name)
+		         : ufs_set_lowerlinks(fd, "", lower > 0 ? lower - 1 : 0);
 	if (owned)
 		close(fd);
 	return r;
@@ -466,10 +470,12 @@ static int unlink_locked(struct ufs *u, struct nsdir *d, const char *name, struc
 
 	if (r == 0 && links <= 1)
 		r = ufs_node_keep_fd(u, e->n); /* open files stay usable */
+	if (r == 0 && indexed && !e->s.on_upper)
+		r = count_lowerlink(u, e->n, d->n->ino, name);
 	if (r == 0)
 		r = remove_name(u, d->ref.l->upper_fd, name, &e->s, 0);
 	if (r == 0 && indexed && !e->s.on_upper)
-		r = drop_lowerlink(u, e->n);
+		r = count_lowerlink(u, e->n, 0, NULL);
 	if (r == 0 && links <= 1)
 		r = forget_object(u, e->n, indexed);
 	else if (r == 0)
@@ -731,9 +737,11 @@ static int move_indexed(struct rename *c)
 	int r = link_at(u, c->s.n, c->dd->ref.l->upper_fd, c->newname, 1);
 
 	if (r == 0)
+		r = count_lowerlink(u, c->s.n, c->sd->n->ino, c->name);
+	if (r == 0)
 		r = whiteout_at(c->sd->ref.l->upper_fd, c->name);
 	if (r == 0)
-		r = drop_lowerlink(u, c->s.n);
+		r = count_lowerlink(u, c->s.n, 0, NULL);
 	return r;
 }
 
@@ -787,7 +795,7 @@ static int exchange_materialize(struct ufs *u, struct ufs_entry *e, struct nsdir
 	if (e->s.on_upper)
 		return 0;
 	r = link_at(u, e->n, d->ref.l->upper_fd, name, 0);
-	return r == 0 ? drop_lowerlink(u, e->n) : r;
+	return r == 0 ? count_lowerlink(u, e->n, 0, NULL) : r;
 }
 
 /* RENAME_EXCHANGE with everything locked: both names get upper entries,
@@ -837,6 +845,8 @@ static int rename_locked(struct rename *c)
 		r = mark_dir_move(u, c->s.n);
 	if (r == 0 && c->t_found && (c->t.obj.type == S_IFDIR || t_links <= 1))
 		r = ufs_node_keep_fd(u, c->t.n);
+	if (r == 0 && t_indexed && !c->t.s.on_upper)
+		r = count_lowerlink(u, c->t.n, c->dd->n->ino, c->newname);
 	if (r == 0)
 		r = c->s.s.on_upper ? move_upper(c) : move_indexed(c);
 	if (r == 0)
@@ -846,7 +856,7 @@ static int rename_locked(struct rename *c)
 	if (c->t.obj.type == S_IFDIR)
 		return forget_object(u, c->t.n, 0);
 	if (t_indexed && !c->t.s.on_upper)
-		r = drop_lowerlink(u, c->t.n);
+		r = count_lowerlink(u, c->t.n, 0, NULL);
 	if (r == 0 && t_links <= 1)
 		r = forget_object(u, c->t.n, t_indexed);
 	else if (r == 0)

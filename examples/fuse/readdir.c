@@ -144,6 +144,8 @@ static int add_chunk(struct fill *f, size_t from, size_t to)
 		int attrs = room && (!f->plus || ufs_entry_attr(&st, f->u, &e[k]) == 0);
 		if (room && (room = add(f, names[k], &st, attrs ? e[k].obj.ino : 0, e[k].obj.gen, from + k)) &&
 		    f->plus && attrs) {
+			if (!e[k].s.on_upper) /* the kernel learns the name as from a lookup */
+				ufs_links_seen(f->u, e[k].n, f->h->n->ino, names[k]);
 			ufs_node_lookup(e[k].n);
 			f->g.inos[f->g.count++] = e[k].obj.ino;
 		}

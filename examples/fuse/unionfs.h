@@ -55,6 +55,8 @@
 #define UFS_XATTR_NAMES "trusted.fhmap.names"
 /* Identity of an upper file: map, object, generation, origin (durable.c). */
 #define UFS_XATTR_ID "trusted.fhmap.id"
+/* On the work dir while a daemon serves (durable.c). */
+#define UFS_XATTR_RUNNING "trusted.fhmap.running"
 /* Read-only virtual xattr of every object: the map's UUID (identity.c). */
 #define UFS_XATTR_MAP_UUID "trusted.fhmap.uuid"
 /* Default work directory, created inside the upper root and hidden. */
@@ -102,6 +104,7 @@ struct ufs {
 	int work_fd;              /* work dir on the upper filesystem */
 	int index_fd;             /* work/index: copied-up lower hardlinks */
 	int hide_work;            /* work dir is UFS_WORK_NAME in the upper root */
+	int running;              /* the work dir is marked (ufs_run_begin) */
 	struct ufs_config cfg;
 	long fd_cap;              /* fds nodes may keep open */
 	struct ufs_node *root;    /* held for the whole mount */
@@ -310,7 +313,8 @@ int ufs_copy_again(struct ufs *u, const fhmap_object *obj);
 int ufs_xattr_private(const char *name);
 
 /* ------------------------------------------------------------------------ */
-/* Names of hardlinked files (links.c); the node locked exclusively */
+/* Names of hardlinked files (links.c); the node locked exclusively, except
+ * where said */
 
 /* @n got the name @parent/@name (link). */
 void ufs_links_add(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name);
@@ -319,6 +323,11 @@ void ufs_links_move(struct ufs *u, struct ufs_node *n, uint64_t oldp, const char
                     const char *newname);
 /* The name @parent/@name of @n went, others stay: the hint moves to one. */
 void ufs_links_gone(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name);
+/* A lookup or readdirplus found @n (not locked) at the lower name
+ * @parent/@name: when its hint names none of its names any more (the
+ * hinted name of a lower hardlink in the index went, and the union learns
+ * the others only as they are looked up), the hint moves here. */
+void ufs_links_seen(struct ufs *u, struct ufs_node *n, uint64_t parent, const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Durability (durable.c) */
@@ -335,8 +344,12 @@ int ufs_id_claim(fhmap_object *out, struct ufs *u, int dirfd, const char *name, 
 int ufs_map_changed(struct ufs *u, int unrecoverable);
 /* Makes every update durable (fsync, unmount); skips when none came. */
 int ufs_map_sync(struct ufs *u);
-/* After a system crash: restores records from the upper layer. */
-int ufs_recover_crash(struct ufs *u);
+/* After a system crash or a daemon that died (@died): makes the map agree
+ * with the upper layer (restores records, finishes removals and renames). */
+int ufs_recover_crash(struct ufs *u, int died);
+/* Marks the work dir while serving; *died: the last daemon did not end. */
+int ufs_run_begin(struct ufs *u, int *died);
+void ufs_run_end(struct ufs *u);
 /* Removes the work dir's temporaries, forgetting objects never placed. */
 int ufs_work_clean(struct ufs *u);
 
@@ -352,6 +365,12 @@ void ufs_remove_any(int dirfd, const char *name);
 const char *ufs_printable(char *out, size_t size, const char *in);
 int ufs_opendir_at(DIR **dir, int fd);
 int ufs_lowerlinks(int fd, long *out);
+/* The same, and 1 with the name being hidden (@parent, @name of at least
+ * FHMAP_NAME_MAX + 1 bytes) while the count is marked. */
+int ufs_lowerlinks_get(int fd, long *out, uint64_t *parent, char *name, size_t size);
+/* Marks the count @value of @fd: the lower name @parent/@name is about to
+ * be hidden, and a crash before the count drops leaves the mark. */
+int ufs_lowerlinks_hiding(int fd, long value, uint64_t parent, const char *name);
 /* Sets the lower link count of @name in @fd, or of @fd itself ("") */
 int ufs_set_lowerlinks(int fd, const char *name, long value);
 void ufs_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,10 +81,13 @@ int ufs_opendir_at(DIR **dir, int fd)
 	return r;
 }
 
-/* @fd may be an O_PATH fd: its /proc path reaches the file. */
-int ufs_lowerlinks(int fd, long *out)
+/* @fd may be an O_PATH fd: its /proc path reaches the file. The value is
+ * the count, or "COUNT -PARENT NAME" while the lower name PARENT/NAME is
+ * being hidden (ufs_lowerlinks_hiding), which counts COUNT until then. */
+int ufs_lowerlinks_get(int fd, long *out, uint64_t *parent, char *name, size_t size)
 {
-	char path[64], val[32], *end;
+	char path[64], val[64 + FHMAP_NAME_MAX], *end;
+	int used = 0;
 
 	ufs_proc_path(path, sizeof(path), fd);
 	ssize_t n = getxattr(path, UFS_XATTR_LOWERLINKS, val, sizeof(val) - 1);
@@ -91,10 +95,34 @@ int ufs_lowerlinks(int fd, long *out)
 		return -errno;
 	val[n] = '\0';
 	long v = strtol(val, &end, 10);
-	if (end == val || *end || v < 0)
+	if (end == val || v < 0)
 		return -EUCLEAN;
 	*out = v;
-	return 0;
+	if (!*end)
+		return 0;
+	if (!parent)
+		return 0;
+	if (sscanf(end, " -%" SCNu64 " %n", parent, &used) != 1 || !used || !end[used] ||
+	    strlen(end + used) >= size)
+		return -EUCLEAN;
+	snprintf(name, size, "%s", end + used); /* a name may hold spaces */
+	return 1;
+}
+
+int ufs_lowerlinks(int fd, long *out)
+{
+	int r = ufs_lowerlinks_get(fd, out, NULL, NULL, 0);
+
+	return r < 0 ? r : 0;
+}
+
+int ufs_lowerlinks_hiding(int fd, long value, uint64_t parent, const char *name)
+{
+	char path[64], val[64 + FHMAP_NAME_MAX];
+	int n = snprintf(val, sizeof(val), "%ld -%" PRIu64 " %s", value, parent, name);
+
+	ufs_proc_path(path, sizeof(path), fd);
+	return setxattr(path, UFS_XATTR_LOWERLINKS, val, (size_t)n, 0) < 0 ? -errno : 0;
 }
 
 int ufs_set_lowerlinks(int fd, const char *name, long value)

@@ -13,6 +13,7 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_retur
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # The reliability harnesses are time-bounded; keep them short here.
 export FHMAP_CRASH_SECONDS=${FHMAP_CRASH_SECONDS:-20} FHMAP_LOAD_SECONDS=${FHMAP_LOAD_SECONDS:-5}
+export FHMAP_KILL_CYCLES=${FHMAP_KILL_CYCLES:-60}
 cd "$build"
 # install_consumers links plain consumer programs against the installed
 # (here instrumented) libfhmap.a, which cannot work without the sanitizer

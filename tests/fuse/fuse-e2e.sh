@@ -2,7 +2,7 @@
 # End-to-end tests of fhmap-unionfs on real kernel FUSE mounts.
 #   fuse-e2e.sh BINARY FH_TOOL CASE
 # CASE: union | handles | restart | forged | recovery | overlayfs | random | options
-#       | crash | stress | fileops | exchange
+#       | crash | died | stress | fileops | exchange
 # crash and stress also need FHMAP_CTL (fhmapctl) and, for stress,
 # FHMAP_STRESS (tests/fuse/stress.c) in the environment; exchange
 # FHMAP_POSIX (tests/fuse/posix_tool.c).
@@ -156,6 +156,10 @@ case_handles() {
 	drop_caches
 	"$TOOL" open "$M" "$T/h" >"$T/o3"
 	expect "sibling's old handle reads new content" "$(field h2 "$T/o3")" "ok ino=$(ino "$M/h1") data=new-hl"
+	stop
+	"$FHMAP_CTL" check "$DB" --deep >"$T/check.out" 2>&1
+	expect "check --deep is clean with a lower hardlink's copy in the index" "$?" 0 || cat "$T/check.out"
+	start
 
 	mv "$M/g/p/file" "$M/g/p/file2"
 	mv "$M/g/p" "$M/g/p2"
@@ -180,6 +184,11 @@ case_handles() {
 	expect "unlinked file handle is ESTALE" "$(field gone "$T/o6")" ESTALE
 	expect "remaining hardlink keeps working" "$(field h2 "$T/o6")" "ok ino=$(ino "$M/h2") data=new-hl"
 	expect "link count after one name went" "$(stat -c %h "$M/h2")" 1
+	stop
+	"$FHMAP_CTL" check "$DB" --deep >"$T/check.out" 2>&1
+	expect "the hinted name of a lower hardlink went: the hint follows a name looked up" "$?" 0 ||
+		cat "$T/check.out"
+	start
 	rm "$M/h2"
 	drop_caches
 	"$TOOL" open "$M" "$T/h" >"$T/o7"
@@ -564,6 +573,57 @@ case_crash() {
 	for mode in deferred full lazy; do crash_one "$mode" process; done
 }
 
+# A daemon that died between an operation's change of the upper layer and
+# its map update (each request thread can leave one): simulated by making
+# the changes on the upper layer of a stopped daemon and leaving the work
+# dir marked, as a killed daemon does. The next mount finishes them before
+# any lookup could: handles taken before reach the object where it is now,
+# or are ESTALE for what the operations removed.
+case_died() {
+	[ -x "${FHMAP_CTL:-}" ] || { echo "FAIL: FHMAP_CTL (fhmapctl) not given"; exit 1; }
+	echo gone >"$T/l1/lgone"; echo hl >"$T/l1/h1"; ln "$T/l1/h1" "$T/l1/h2"
+	echo p >"$T/l1/p1"; ln "$T/l1/p1" "$T/l1/p2"; echo q >"$T/l1/q1"; ln "$T/l1/q1" "$T/l1/q2"
+	start
+	mkdir -p "$M/a/moved" "$M/b"; echo up >"$M/a/moved/f"; echo doomed >"$M/a/doomed"
+	echo copied >>"$M/h1"; mv "$M/h1" "$M/b/h"; rm "$M/h2"
+	echo p2 >>"$M/p1"; echo q2 >>"$M/q1"
+	local mi fi hi pi qi
+	mi=$(ino "$M/a/moved"); fi=$(ino "$M/a/moved/f"); hi=$(ino "$M/b/h"); pi=$(ino "$M/p1"); qi=$(ino "$M/q1")
+	"$TOOL" save "$T/h" moved="$M/a/moved" f="$M/a/moved/f" doomed="$M/a/doomed" lgone="$M/lgone" \
+		h="$M/b/h" || fail "save handles"
+	stop
+	expect "the lower hardlink's copy is in the index, its last name an upper link" \
+		"$(stat -c %h "$T/up/.fhmap-work/index/$hi") $(getfattr --only-values -n trusted.fhmap.lowerlinks \
+			"$T/up/.fhmap-work/index/$hi")" "2 0"
+	mv "$T/up/a/moved" "$T/up/b/moved"
+	rm "$T/up/a/doomed"
+	mknod "$T/up/lgone" c 0 0
+	rm "$T/up/b/h"
+	# an unlink of p1 that whited it out, one of q1 that had not yet: their
+	# lower link counts still marked
+	mknod "$T/up/p1" c 0 0
+	setfattr -n trusted.fhmap.lowerlinks -v "2 -1 p1" "$T/up/.fhmap-work/index/$pi"
+	setfattr -n trusted.fhmap.lowerlinks -v "2 -1 q1" "$T/up/.fhmap-work/index/$qi"
+	setfattr -n trusted.fhmap.running -v "" "$T/up/.fhmap-work"
+	start
+	expect_match "the recovery is logged" "$(cat "$T/daemon.log")" \
+		"last daemon died.*recovery: .* 3 lost objects forgotten, 0 copied up again, 1 name hints moved"
+	"$TOOL" open "$M" "$T/h" >"$T/o"
+	expect "the moved directory's handle reconnects to its new path" "$(field moved "$T/o")" "ok ino=$mi dir=$M/b/moved"
+	expect "a file below it" "$(field f "$T/o")" "ok ino=$fi data=up"
+	expect "the removed upper file's handle is ESTALE" "$(field doomed "$T/o")" ESTALE
+	expect "the whited-out lower file's handle is ESTALE" "$(field lgone "$T/o")" ESTALE
+	expect "the nameless index copy's handle is ESTALE" "$(field h "$T/o")" ESTALE
+	expect "and the copy is gone" "$(ls -A "$T/up/.fhmap-work/index" | grep -vc "^$pi$\|^$qi$")" 0
+	expect "a marked lower link count drops when the name was hidden, else stays" \
+		"$(stat -c %h "$M/p2") $(stat -c %h "$M/q1") $(cat "$M/q2" | tr '\n' ' ')" "1 2 q q2 "
+	stop
+	expect "no mark left after a clean end" \
+		"$(getfattr -n trusted.fhmap.running "$T/up/.fhmap-work" 2>/dev/null | grep -c '^trusted')" 0
+	"$FHMAP_CTL" check "$DB" --deep >"$T/check.out" 2>&1
+	expect "fhmapctl check --deep is clean" "$?" 0 || cat "$T/check.out"
+}
+
 # Many threads changing the union at once (tests/fuse/stress.c), then a
 # remount: the map is consistent and every handle reaches its own object.
 case_stress() {
@@ -733,7 +793,7 @@ case_exchange() {
 }
 
 case "$CASE" in
-union | handles | restart | forged | recovery | overlayfs | random | options | crash | stress | fileops | exchange)
+union | handles | restart | forged | recovery | overlayfs | random | options | crash | died | stress | fileops | exchange)
 	"case_$CASE" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac

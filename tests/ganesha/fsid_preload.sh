@@ -76,6 +76,7 @@ expect_all "$t/m1" "$w0" "$w1" "fhmap-unionfs (map $uuid)" "$lib"
 expect_all "$t/m1/f" "$w0" "$w1" "a file on fhmap-unionfs" "$lib"
 dev1=$(stat -c %d "$t/m1")
 umount "$t/m1"
+wait "${pids[0]}" # the daemon ends after the unmount: until then it has the map open
 mount -t tmpfs -o size=4k fhmap-fsid-pin "$t/pin" # takes the device number just freed
 mount_union "$t/m2" || { fail "fhmap-unionfs did not mount again"; exit 1; }
 [ "$(stat -c %d "$t/m2")" != "$dev1" ] && pass "the remount is on another device" || fail "the remount got device $dev1 again"
