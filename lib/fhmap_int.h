@@ -191,6 +191,18 @@ static inline const fhmap__txn *fhmap__batch_txn(const fhmap *m)
 	return fhmap__tl_batch.m == m && !fhmap__tl_batch.dead ? &fhmap__tl_batch.t : NULL;
 }
 
+/* Starts read @r empty; inside a batch (@batch not NULL) it reads the
+ * batch's transaction, and the backend has nothing to begin: returns 1. */
+static inline int fhmap__rtxn_start(fhmap__rtxn *r, const fhmap__txn *batch)
+{
+	r->slot = NULL;
+	r->temp = 0;
+	r->locked = 0;
+	if (batch)
+		r->t = *batch;
+	return batch != NULL;
+}
+
 /* This thread has a batch open on @m. */
 static inline int fhmap__batch_active(const fhmap *m)
 {

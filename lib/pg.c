@@ -48,13 +48,8 @@ static int pg_read_begin(fhmap *m, fhmap__rtxn *r)
 	fhmap__pgc *c;
 	int rc;
 
-	r->slot = NULL;
-	r->temp = 0;
-	r->locked = 0;
-	if (batch) {
-		r->t = *batch;
+	if (fhmap__rtxn_start(r, batch))
 		return 0;
-	}
 	c = reader_take(m);
 	if ((rc = fhmap__pg_read_begin(c)) != 0) {
 		reader_give(m, c);

@@ -194,13 +194,8 @@ static int read_begin(fhmap *m, fhmap__rtxn *r, int with_ovl)
 	const fhmap__txn *batch = with_ovl ? fhmap__batch_txn(m) : NULL;
 	int rc;
 
-	r->slot = NULL;
-	r->temp = 0;
-	r->locked = 0;
-	if (batch) {
-		r->t = *batch;
+	if (fhmap__rtxn_start(r, batch))
 		return 0;
-	}
 	for (;;) {
 		int shared = 0;
 
